@@ -1,0 +1,1 @@
+"""clash-pipeline: Clash of Clans clan data pipeline."""

@@ -1,0 +1,391 @@
+"""The ``clash-pipeline`` command line.
+
+Expected failures (bad tag, missing token, unreachable database, bad file) end
+with ``error: ...`` and ``hint: ...`` on stderr and a non-zero exit code, never
+with a stack trace.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from flows.config import Settings, load_settings
+from flows.errors import ClashPipelineError, ConfigError
+from flows.tags import normalize_tag
+
+app = typer.Typer(
+    name="clash-pipeline",
+    help="Clash of Clans clan data pipeline: fetch, land, transform, serve.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+db_app = typer.Typer(
+    help="The database: embedded PostgreSQL or DATABASE_URL.", no_args_is_help=True
+)
+app.add_typer(db_app, name="db")
+
+out = Console()
+err = Console(stderr=True)
+
+DEMO_CLAN_TAGS = ["#2QG2C08UP", "#9RCRVL8V"]
+
+
+def _clan_tags(settings: Settings, given: list[str] | None) -> list[str]:
+    tags = [normalize_tag(t, kind="clan tag") for t in given] if given else settings.coc_clan_tags
+    if not tags:
+        raise ConfigError(
+            "no clan to fetch: COC_CLAN_TAGS is empty and no --clan was given",
+            hint="pass --clan '#TAG' or set COC_CLAN_TAGS=#TAG1,#TAG2",
+        )
+    return list(dict.fromkeys(tags))
+
+
+def _database(settings: Settings) -> str:
+    """The database URL, the embedded server started if needed, migrations applied."""
+    from flows.db.connect import resolve_database_url
+    from flows.db.migrations import migrate
+
+    if settings.uses_embedded_database:
+        err.print(f"[dim]embedded PostgreSQL in {settings.home / 'pgdata'}[/dim]")
+    url = resolve_database_url(settings)
+    result = migrate(url)
+    if result.applied:
+        err.print(f"[dim]applied migrations: {', '.join(result.applied)}[/dim]")
+    return url
+
+
+# --------------------------------------------------------------------------- db
+
+
+@db_app.command("start")
+def db_start() -> None:
+    """Start the embedded PostgreSQL (no-op if running) and apply migrations."""
+    settings = load_settings()
+    url = _database(settings)
+    from flows.db.connect import redact_url
+
+    out.print(f"database ready: {redact_url(url)}")
+
+
+@db_app.command("stop")
+def db_stop() -> None:
+    """Stop the embedded PostgreSQL."""
+    settings = load_settings()
+    if not settings.uses_embedded_database:
+        raise ConfigError(
+            "DATABASE_URL is set: this database is not managed by clash-pipeline",
+            hint="unset DATABASE_URL to manage the embedded database",
+        )
+    from flows.db.embedded import EmbeddedPostgres
+
+    stopped = EmbeddedPostgres(settings.home).stop()
+    out.print("embedded PostgreSQL stopped" if stopped else "embedded PostgreSQL was not running")
+
+
+@db_app.command("status")
+def db_status() -> None:
+    """Show where the database is and whether it is running, with applied migrations."""
+    settings = load_settings()
+    from flows.db.connect import connect, redact_url
+    from flows.db.migrations import applied_migrations
+
+    if settings.uses_embedded_database:
+        from flows.db.embedded import EmbeddedPostgres
+
+        status = EmbeddedPostgres(settings.home).status()
+        out.print(f"mode: embedded ({status.data_dir})")
+        out.print(f"initialized: {status.initialized}  running: {status.running}")
+        if status.running:
+            out.print(f"pid: {status.pid}  port: {status.port}  server: {status.server_version}")
+        url = status.url if status.running else None
+    else:
+        out.print("mode: DATABASE_URL")
+        url = settings.database_url
+    if url:
+        out.print(f"url: {redact_url(url)}")
+        with connect(url) as conn:
+            try:
+                rows = applied_migrations(conn)
+            except Exception:  # noqa: BLE001 - a database without our bookkeeping yet
+                rows = []
+        out.print(
+            f"migrations applied: {len(rows)}"
+            + (f" (latest {rows[-1]['version']})" if rows else "")
+        )
+
+
+@db_app.command("url")
+def db_url() -> None:
+    """Print a URL for psql, dbt and BI tools (starts the embedded server if needed)."""
+    settings = load_settings()
+    from flows.db.connect import resolve_database_url
+
+    print(resolve_database_url(settings))
+
+
+@db_app.command("migrate")
+def db_migrate() -> None:
+    """Apply pending migrations from supabase/migrations (applying twice is a no-op)."""
+    settings = load_settings()
+    from flows.db.connect import resolve_database_url
+    from flows.db.migrations import migrate
+
+    result = migrate(resolve_database_url(settings))
+    for version in result.applied:
+        out.print(f"applied {version}")
+    out.print(f"{len(result.applied)} applied, {len(result.already_applied)} already applied")
+
+
+# ------------------------------------------------------------------ simulate-api
+
+
+@app.command("simulate-api")
+def simulate_api(
+    host: Annotated[str, typer.Option(help="Interface to listen on (loopback).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port (0 picks a free one).")] = 8765,
+    seed: Annotated[int, typer.Option(help="Seed of the simulated world.")] = 0,
+    token: Annotated[
+        str, typer.Option(help="Bearer token the server accepts.", envvar="SIM_API_TOKEN")
+    ] = "sim-token",  # noqa: S107 - the simulator's own token, not a secret
+    start_time: Annotated[
+        str | None, typer.Option(help="Simulated start time, ISO 8601 UTC.")
+    ] = None,
+    frozen: Annotated[
+        bool, typer.Option(help="Freeze the clock (advance it with POST /_sim/clock).")
+    ] = False,
+    missing_clan: Annotated[
+        list[str] | None, typer.Option(help="A clan tag to answer with notFound.")
+    ] = None,
+) -> None:
+    """Run the simulated Clash API on its own; point COC_API_BASE_URL at it."""
+    from flows.simulator.server import serve_forever
+
+    start = _parse_time(start_time) if start_time else None
+    missing = [normalize_tag(t, kind="clan tag") for t in missing_clan or []]
+    serve_forever(
+        host=host,
+        port=port,
+        seed=seed,
+        token=token,
+        start_time=start,
+        frozen_clock=frozen,
+        missing_clans=missing,
+    )
+
+
+def _parse_time(value: str) -> datetime:
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise ConfigError(
+            f"invalid time {value!r}", hint="use ISO 8601, e.g. 2026-11-02T08:00:00Z"
+        ) from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+# -------------------------------------------------------------------------- fetch
+
+
+@app.command("fetch")
+def fetch(
+    clan: Annotated[
+        list[str] | None, typer.Option("--clan", "-c", help="Clan tag (repeatable).")
+    ] = None,
+    simulate: Annotated[
+        bool, typer.Option(help="Fetch from an in-process simulated API instead.")
+    ] = False,
+    seed: Annotated[int, typer.Option(help="Simulator seed (with --simulate).")] = 0,
+) -> None:
+    """Fetch clans from the Clash API and land every response in raw (one run per clan)."""
+    settings = load_settings()
+    tags = _clan_tags(settings, clan)
+    if not simulate and not settings.api_token():
+        raise ConfigError(
+            "COC_API_TOKEN is not set",
+            hint="create a key at https://developer.clashofclans.com and set COC_API_TOKEN, "
+            "or add --simulate to use the simulated API",
+        )
+    url = _database(settings)
+    if simulate:
+        from flows.simulator.server import SimulatedClashApi
+
+        token = secrets.token_urlsafe(24)
+        with SimulatedClashApi(seed=seed, token=token, frozen_clock=False) as sim:
+            outcomes = _run_fetch(
+                settings, url, tags, sim.base_url, token, "simulator", sim.clock.now
+            )
+    else:
+        outcomes = _run_fetch(
+            settings, url, tags, settings.coc_api_base_url, settings.api_token() or "", "api", None
+        )
+    _print_outcomes(outcomes)
+    if any(o.status != "succeeded" for o in outcomes):
+        raise typer.Exit(1)
+
+
+def _run_fetch(settings, url, tags, base_url, token, source, clock):
+    from flows.fetch import ApiTarget, fetch_clans
+    from flows.ops import utc_now
+
+    target = ApiTarget(base_url=base_url, token=token, source=source, clock=clock or utc_now)
+    return asyncio.run(fetch_clans(settings, url, tags, target))
+
+
+def _print_outcomes(outcomes) -> None:
+    table = Table(title="fetch runs")
+    for col in ("clan", "status", "requests", "failed", "new payloads", "stored", "received"):
+        table.add_column(col)
+    for o in outcomes:
+        land = o.land
+        table.add_row(
+            o.clan_tag,
+            o.status,
+            str(land.requests) if land else "-",
+            str(land.failed_requests) if land else "-",
+            str(land.payloads_new) if land else "-",
+            _bytes(land.bytes_new) if land else "-",
+            _bytes(land.bytes_received) if land else "-",
+        )
+    out.print(table)
+    for o in outcomes:
+        if o.error:
+            err.print(f"[red]error[/red] {o.clan_tag}: {o.error.get('message')}")
+            if o.error.get("hint"):
+                err.print(f"hint: {o.error['hint']}")
+        for f in o.failed_requests[:5]:
+            err.print(
+                f"[yellow]warning[/yellow] {o.clan_tag}: {f['endpoint']} {f['tag'] or ''} "
+                f"-> {f['status'] or f['error']} {f['reason'] or ''}"
+            )
+
+
+def _bytes(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)
+
+
+# --------------------------------------------------------------------------- demo
+
+
+@app.command("demo")
+def demo(
+    days: Annotated[int, typer.Option(min=1, max=120, help="Simulated days.")] = 14,
+    runs_per_day: Annotated[int, typer.Option(min=1, max=24, help="Runs per simulated day.")] = 4,
+    clan: Annotated[
+        list[str] | None, typer.Option("--clan", "-c", help="Clan tag(s) to simulate.")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the simulated world.")] = 42,
+) -> None:
+    """Run the pipeline against the simulated API for a number of simulated days."""
+    from flows.fetch import ApiTarget, fetch_clans
+    from flows.simulator.server import SimulatedClashApi
+
+    settings = load_settings()
+    tags = [normalize_tag(t, kind="clan tag") for t in clan] if clan else DEMO_CLAN_TAGS
+    url = _database(settings)
+    token = secrets.token_urlsafe(24)
+    step = timedelta(hours=24 / runs_per_day)
+    totals = {"runs": 0, "failed": 0, "requests": 0, "payloads": 0, "stored": 0, "received": 0}
+    t0 = time.perf_counter()
+    from flows.coc.ratelimit import RateLimiter
+
+    # The simulator enforces no limit, so the demo does not wait for one.
+    limiter = RateLimiter(requests_per_second=500, max_concurrency=16)
+    with SimulatedClashApi(seed=seed, token=token, frozen_clock=True) as sim:
+        target = ApiTarget(
+            base_url=sim.base_url, token=token, source="simulator", clock=sim.clock.now
+        )
+        total_runs = days * runs_per_day
+        with out.status("") as status:
+            for i in range(total_runs):
+                status.update(
+                    f"run {i + 1}/{total_runs}: simulated {sim.clock.now():%Y-%m-%d %H:%M} UTC"
+                )
+                outcomes = asyncio.run(
+                    fetch_clans(settings, url, tags, target, trigger="demo", limiter=limiter)
+                )
+                for o in outcomes:
+                    totals["runs"] += 1
+                    totals["failed"] += o.status != "succeeded"
+                    if o.land:
+                        totals["requests"] += o.land.requests
+                        totals["payloads"] += o.land.payloads_new
+                        totals["stored"] += o.land.bytes_new
+                        totals["received"] += o.land.bytes_received
+                sim.clock.advance(step)
+    elapsed = time.perf_counter() - t0
+    _print_demo_summary(url, tags, days, runs_per_day, totals, elapsed)
+
+
+def _print_demo_summary(url, tags, days, runs_per_day, totals, elapsed) -> None:
+    from flows.db.connect import connect
+
+    with connect(url) as conn:
+        players = conn.execute(
+            "select count(distinct resource_tag) from raw.fetch_log where endpoint = 'player'"
+        ).fetchone()[0]
+        raw_size = conn.execute(
+            "select pg_size_pretty(pg_total_relation_size('raw.payloads'))"
+        ).fetchone()[0]
+    table = Table(title=f"demo: {len(tags)} clan(s), {days} days x {runs_per_day} runs")
+    table.add_column("what")
+    table.add_column("value", justify="right")
+    table.add_row(
+        "runs (succeeded / failed)", f"{totals['runs'] - totals['failed']} / {totals['failed']}"
+    )
+    table.add_row("API requests", str(totals["requests"]))
+    table.add_row("distinct players seen", str(players))
+    table.add_row("payloads stored (new bodies)", str(totals["payloads"]))
+    table.add_row("bytes received", _bytes(totals["received"]))
+    table.add_row("bytes stored", _bytes(totals["stored"]))
+    table.add_row("raw.payloads on disk", raw_size)
+    table.add_row("wall time", f"{elapsed:.1f} s")
+    out.print(table)
+    out.print("Next:")
+    out.print("  clash-pipeline db url            # a URL for psql, dbt or a BI tool")
+    out.print(
+        '  psql "$(clash-pipeline db url)" -c '
+        '"select * from ops.ingest_runs order by started_at desc limit 5"'
+    )
+    out.print(
+        "  tables: raw.fetch_runs, raw.fetch_log, raw.payloads, ops.ingest_runs, ops.ingest_logs"
+    )
+
+
+@app.command("version")
+def version() -> None:
+    """Print the pipeline version and the warehouse schema version."""
+    from flows.db.migrations import schema_version
+    from flows.versions import ingestion_version
+
+    out.print(f"clash-pipeline {ingestion_version()} (schema {schema_version()})")
+
+
+def main() -> None:
+    try:
+        app()
+    except ClashPipelineError as exc:
+        err.print(f"[red]error:[/red] {exc.message}", highlight=False)
+        if exc.hint:
+            err.print(f"hint: {exc.hint}", highlight=False)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+create table demo.never (id integer);

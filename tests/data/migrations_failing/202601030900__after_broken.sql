@@ -1,0 +1,1 @@
+create table demo.third (id integer primary key);
