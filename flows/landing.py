@@ -104,30 +104,38 @@ async def fetch_clan_bundle(
 ) -> ClanBundle:
     """Fetch everything about one clan; raise :class:`ClanUnavailableError` if the clan fails."""
     tag = normalize_tag(clan_tag, kind="clan tag")
-    try:
-        clan = await client.get_clan(tag)
-    except ClashApiError as exc:
-        raise ClanUnavailableError(
-            f"clan {tag} could not be fetched: {exc.message}",
-            hint=exc.hint or "check the clan tag, COC_API_TOKEN and COC_API_BASE_URL",
-        ) from None
-    bundle = ClanBundle(clan_tag=tag, snapshot_at=clan.record.fetched_at, records=[clan.record])
-
-    member_tags = [m.get("tag") for m in clan.data.get("memberList") or []]
-    player_tags = [t for t in dict.fromkeys(member_tags) if is_valid_tag(t)]
-
-    clan_level_calls = {
+    # The clan-level calls do not need the clan body: start them with it, so the
+    # rate limiter's slots are used while the clan request is in flight.
+    clan_level = {
         "clan_members": client.get_clan_members(tag),
         "warlog": client.get_warlog(tag, limit=WARLOG_LIMIT),
         "currentwar": client.get_current_war(tag),
         "leaguegroup": client.get_league_group(tag),
         "capitalraidseasons": client.get_capital_raid_seasons(tag, limit=RAID_SEASONS_LIMIT),
     }
-    player_calls = [client.get_player(t) for t in player_tags]
-    results = await asyncio.gather(
-        *(_call(c) for c in clan_level_calls.values()), *(_call(c) for c in player_calls)
-    )
-    by_endpoint = dict(zip(clan_level_calls, results[: len(clan_level_calls)], strict=True))
+    clan_level_tasks = {k: asyncio.ensure_future(_call(c)) for k, c in clan_level.items()}
+    try:
+        clan = await client.get_clan(tag)
+    except ClashApiError as exc:
+        for task in clan_level_tasks.values():
+            task.cancel()
+        await asyncio.gather(*clan_level_tasks.values(), return_exceptions=True)
+        raise ClanUnavailableError(
+            f"clan {tag} could not be fetched: {exc.message}",
+            hint=exc.hint or "check the clan tag, COC_API_TOKEN and COC_API_BASE_URL",
+        ) from None
+    except BaseException:
+        for task in clan_level_tasks.values():
+            task.cancel()
+        raise
+    bundle = ClanBundle(clan_tag=tag, snapshot_at=clan.record.fetched_at, records=[clan.record])
+
+    member_tags = [m.get("tag") for m in clan.data.get("memberList") or []]
+    player_tags = [t for t in dict.fromkeys(member_tags) if is_valid_tag(t)]
+    player_results = await asyncio.gather(*(_call(client.get_player(t)) for t in player_tags))
+    clan_level_results = [await task for task in clan_level_tasks.values()]
+    results = clan_level_results + list(player_results)
+    by_endpoint = dict(zip(clan_level_tasks, clan_level_results, strict=True))
     for response, failure in results:
         bundle.records.append(response.record if response else failure)
 

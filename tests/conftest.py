@@ -7,4 +7,5 @@ grow without touching the others.
 pytest_plugins = [
     "tests.plugins.db_fixtures",
     "tests.plugins.sim_fixtures",
+    "tests.plugins.dbt_fixtures",
 ]
