@@ -368,8 +368,7 @@ def _print_demo_summary(url, tags, days, runs_per_day, totals, elapsed) -> None:
 @app.command("version")
 def version() -> None:
     """Print the pipeline version and the warehouse schema version."""
-    from flows.db.migrations import schema_version
-    from flows.versions import ingestion_version
+    from flows.versions import ingestion_version, schema_version
 
     out.print(f"clash-pipeline {ingestion_version()} (schema {schema_version()})")
 

@@ -19,7 +19,6 @@ from flows.coc.client import ClashClient, RetryPolicy
 from flows.coc.ratelimit import RateLimiter
 from flows.config import Settings
 from flows.db.connect import connect
-from flows.db.migrations import schema_version
 from flows.errors import ClashPipelineError
 from flows.landing import (
     ClanBundle,
@@ -30,6 +29,7 @@ from flows.landing import (
     land_bundle,
 )
 from flows.ops import RunRecorder, error_payload, utc_now
+from flows.versions import schema_version
 
 
 @dataclass

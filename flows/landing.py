@@ -32,6 +32,7 @@ from flows.coc.client import ApiResponse, ClashClient, FetchRecord
 from flows.coc.errors import ClashApiError
 from flows.errors import ClashPipelineError
 from flows.tags import is_valid_tag, normalize_tag
+from flows.versions import ingestion_version
 
 # How much history to ask for on each run. Raid seasons change weekly and the
 # war log grows by one war every few days; these limits keep one run cheap while
@@ -249,8 +250,9 @@ def land_bundle(
             """
             insert into raw.fetch_runs (
                 run_id, source, clan_tags, started_at, snapshot_at, requests,
-                failed_requests, payloads_new, bytes_received, bytes_new
-            ) values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+                failed_requests, payloads_new, bytes_received, bytes_new,
+                ingestion_version
+            ) values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
             """,
             (
                 run_id,
@@ -263,6 +265,7 @@ def land_bundle(
                 inserted,
                 bytes_received,
                 bytes_new,
+                ingestion_version(),
             ),
         )
         with cur.copy(

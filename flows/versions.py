@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+from functools import cache
 from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+import yaml
+
+DBT_PROJECT = Path(__file__).resolve().parents[1] / "dbt_project.yml"
 
 
 def ingestion_version() -> str:
@@ -11,3 +17,15 @@ def ingestion_version() -> str:
         return version("clash-pipeline")
     except PackageNotFoundError:  # running from a source tree without install
         return "0.0.0+unknown"
+
+
+@cache
+def schema_version() -> str:
+    """The warehouse schema version: the ``schema_version`` var of dbt_project.yml.
+
+    One value names the shape of the marts for the pipeline (ops.ingest_runs),
+    for dbt (roster_snapshots.schema_version, payload_version) and for the API;
+    bump it in dbt_project.yml when a public mart changes shape.
+    """
+    project = yaml.safe_load(DBT_PROJECT.read_text(encoding="utf-8"))
+    return str(project["vars"]["schema_version"])
