@@ -34,23 +34,6 @@ from flows.db.connect import resolve_database_url  # noqa: E402
 from flows.db.migrations import migrate  # noqa: E402
 from flows.fetch import ApiTarget, fetch_clans  # noqa: E402
 from flows.simulator.server import FaultConfig, SimulatedClashApi  # noqa: E402
-from flows.tags import TAG_ALPHABET  # noqa: E402
-
-
-def find_full_clan(sim: SimulatedClashApi, size: int = 50) -> str:
-    """A clan tag whose simulated roster has ``size`` members right now (deterministic)."""
-    now = sim.clock.now()
-    best = ("", -1)
-    for i in range(2000):
-        tag = "#" + "".join(
-            TAG_ALPHABET[(i * 7 + k * 3 + k * k) % len(TAG_ALPHABET)] for k in range(8)
-        )
-        n = len(sim.world.roster_tags(tag, now))
-        if n == size:
-            return tag
-        if n > best[1]:
-            best = (tag, n)
-    return best[0]
 
 
 def fresh_database(admin_url: str, name: str) -> str:
@@ -76,7 +59,8 @@ def main() -> None:
         token = secrets.token_urlsafe(16)
         faults = FaultConfig(rate_limit_per_second=args.rate, latency_ms=args.latency_ms)
         with SimulatedClashApi(seed=args.seed, token=token, faults=faults) as sim:
-            tag = find_full_clan(sim)
+            tag = sim.world.find_clan(50, sim.clock.now())
+            members = len(sim.world.roster_tags(tag, sim.clock.now()))
             target = ApiTarget(sim.base_url, token, "simulator", sim.clock.now)
             results = []
             for label in ("first", "second (unchanged)"):
@@ -102,7 +86,7 @@ def main() -> None:
             EmbeddedPostgres(settings.home).stop()
 
     print(
-        f"clan {tag}: {results[0][1].requests} requests per fetch, "
+        f"clan {tag} ({members} members): {results[0][1].requests} requests per fetch, "
         f"limit {args.rate:g} req/s, latency {args.latency_ms:g} ms"
     )
     print(

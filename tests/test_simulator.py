@@ -274,6 +274,12 @@ def test_roster_stays_between_30_and_50_with_joins_and_leaves(sim_api, sim_clien
     assert rejoined
 
 
+def test_find_clan_returns_a_full_clan_for_benchmarks(sim_api, sim_client):
+    tag = sim_api.world.find_clan(50, DEFAULT_START)
+    assert len(get_json(sim_client, f"/clans/{tag_path(tag)}/members")["items"]) == 50
+    assert sim_api.world.find_clan(50, DEFAULT_START) == tag  # deterministic
+
+
 # --- donations and counters ----------------------------------------------------------------------
 def test_donations_grow_within_the_season_and_reset_at_its_end(sim_api, sim_client):
     # October 2026 ends on Saturday the 31st, so its last Monday is the 26th: the season

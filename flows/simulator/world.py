@@ -467,6 +467,20 @@ class World:
             inside = sorted(inside + outside[: MIN_MEMBERS - len(inside)])
         return inside
 
+    def find_clan(self, members: int, t: datetime, *, tries: int = 5000) -> str:
+        """A clan tag whose roster has exactly ``members`` members at ``t`` (the closest
+        size found otherwise); deterministic for a seed. Full 50-member rosters are rare
+        (about 1 clan in 150), so benchmarks that need one should ask here."""
+        best, best_gap = "", MAX_MEMBERS
+        for i in range(tries):
+            tag = random_tag(self.seed, "find-clan", i)
+            gap = abs(len(self.roster(tag, t)) - members)
+            if gap < best_gap:
+                best, best_gap = tag, gap
+                if gap == 0:
+                    break
+        return best
+
     def roster_tags(self, clan_tag: str, t: datetime) -> list[str]:
         return [self.player_tag(clan_tag, i) for i in self.roster(clan_tag, t)]
 
