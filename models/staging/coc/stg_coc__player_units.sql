@@ -43,10 +43,10 @@ unit_lists as (
     from player_fetches
     cross join lateral (
         values
-            ('heroes', player_fetches.body -> 'heroes'),
-            ('troops', player_fetches.body -> 'troops'),
-            ('spells', player_fetches.body -> 'spells'),
-            ('heroEquipment', player_fetches.body -> 'heroEquipment')
+        ('heroes', player_fetches.body -> 'heroes'),
+        ('troops', player_fetches.body -> 'troops'),
+        ('spells', player_fetches.body -> 'spells'),
+        ('heroEquipment', player_fetches.body -> 'heroEquipment')
     ) as unit_list (list_name, units)
 
 ),
@@ -77,9 +77,10 @@ equipped as (
         equipment_item.unit ->> 'name' as equipment_name
 
     from player_fetches
-    cross join lateral jsonb_array_elements(
-        {{ coc_json_array("player_fetches.body -> 'heroes'") }}
-    ) as hero (unit)
+    cross join
+        lateral jsonb_array_elements(
+            {{ coc_json_array("player_fetches.body -> 'heroes'") }}
+        ) as hero (unit)
     cross join lateral jsonb_array_elements(
         {{ coc_json_array("hero.unit -> 'equipment'") }}
     ) with ordinality as equipment_item (unit, equipment_slot)
@@ -120,13 +121,13 @@ equipped_not_listed as (
 
     from equipped
     where not exists (
-        select 1
-        from listed_units
-        where
-            listed_units.list_name = 'heroEquipment'
-            and listed_units.fetch_id = equipped.fetch_id
-            and listed_units.unit_name = equipped.equipment_name
-    )
+            select 1
+            from listed_units
+            where
+                listed_units.list_name = 'heroEquipment'
+                and listed_units.fetch_id = equipped.fetch_id
+                and listed_units.unit_name = equipped.equipment_name
+        )
 
 ),
 
@@ -185,9 +186,9 @@ renamed as (
         case
             when classified.is_super_troop
                 then coalesce(
-                    {{ coc_bool("classified.unit -> 'superTroopIsActive'") }},
-                    false
-                )
+                        {{ coc_bool("classified.unit -> 'superTroopIsActive'") }},
+                        false
+                    )
         end as super_troop_is_active,
 
         -- numbers

@@ -46,7 +46,7 @@ renamed as (
             ~ " -> 'id'"
         ) }} as builder_base_league_id,
         coalesce(body -> 'builderBaseLeague', body -> 'versusLeague')
-            ->> 'name' as builder_base_league_name,
+        ->> 'name' as builder_base_league_name,
         body ->> 'currentLeagueGroupTag' as current_league_group_tag,
         {{ coc_bigint("body -> 'currentLeagueSeasonId'") }}
             as current_league_season_id,

@@ -31,16 +31,16 @@ war_sides as (
     from war_fetches
     cross join lateral (
         values
-            (
-                'clan',
-                war_fetches.body -> 'clan',
-                war_fetches.body -> 'opponent'
-            ),
-            (
-                'opponent',
-                war_fetches.body -> 'opponent',
-                war_fetches.body -> 'clan'
-            )
+        (
+            'clan',
+            war_fetches.body -> 'clan',
+            war_fetches.body -> 'opponent'
+        ),
+        (
+            'opponent',
+            war_fetches.body -> 'opponent',
+            war_fetches.body -> 'clan'
+        )
     ) as war_side (side, war_clan, other_clan)
 
 ),

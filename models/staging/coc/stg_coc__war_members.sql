@@ -28,8 +28,8 @@ war_sides as (
     from war_fetches
     cross join lateral (
         values
-            ('clan', war_fetches.body -> 'clan'),
-            ('opponent', war_fetches.body -> 'opponent')
+        ('clan', war_fetches.body -> 'clan'),
+        ('opponent', war_fetches.body -> 'opponent')
     ) as war_side (side, war_clan)
 
 ),

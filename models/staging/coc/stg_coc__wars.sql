@@ -36,9 +36,10 @@ war_log_wars as (
         war_item.list_position
 
     from payload_fetches
-    cross join lateral jsonb_array_elements(
-        {{ coc_json_array("payload_fetches.body -> 'items'") }}
-    ) with ordinality as war_item (war, list_position)
+    cross join
+        lateral jsonb_array_elements(
+            {{ coc_json_array("payload_fetches.body -> 'items'") }}
+        ) with ordinality as war_item (war, list_position)
     where payload_fetches.endpoint = 'warlog'
 
 ),
