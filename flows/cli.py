@@ -12,6 +12,7 @@ import secrets
 import sys
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -275,6 +276,145 @@ def _bytes(n: int) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024
     return str(n)
+
+
+# ----------------------------------------------------------------------- backfill
+
+
+@app.command("backfill")
+def backfill_command(
+    path: Annotated[Path, typer.Argument(help="A saved API response (.json) or a folder of them.")],
+    fetched_at: Annotated[
+        str | None,
+        typer.Option(
+            "--fetched-at",
+            help="Fetch time of every file, ISO 8601 (default: manifest, envelope, mtime).",
+        ),
+    ] = None,
+    manifest: Annotated[
+        Path | None,
+        typer.Option(help="A manifest file (keys relative to PATH); overrides manifest.json."),
+    ] = None,
+    build_marts: Annotated[
+        bool, typer.Option("--build/--no-build", help="Run dbt build after loading.")
+    ] = True,
+) -> None:
+    """Load saved API responses (bodies or envelopes) into raw, then build the marts.
+
+    The endpoint and tags are recognised from each body; a manifest.json in the
+    folder overrides them. Unreadable or unrecognised files are copied to
+    <home>/quarantine/<time>/ with reasons.json, and the exit status is 1.
+    """
+    from flows.backfill import load_plan, plan_backfill
+
+    settings = load_settings()
+    when = _parse_time(fetched_at) if fetched_at else None
+    plan = plan_backfill(path, fetched_at=when, manifest=manifest)
+    url = _database(settings)
+    with out.status("loading files into raw"):
+        result = load_plan(url, plan, quarantine_root=settings.home / "quarantine")
+    for warning in result.warnings:
+        err.print(f"[yellow]warning[/yellow] {warning}", highlight=False)
+    build_failed = False
+    if build_marts:
+        build_failed = not _run_build(url, settings.home, vars={"staging_test_days": 0})
+    _print_backfill(result)
+    if result.quarantined:
+        err.print(
+            f"[red]error:[/red] {len(result.quarantined)} file(s) quarantined"
+            + (f" in {result.quarantine_dir}" if result.quarantine_dir else ""),
+            highlight=False,
+        )
+        err.print(
+            "hint: see reasons.json there; fix the files or fill in its manifest.json, then run "
+            f"clash-pipeline backfill {result.quarantine_dir or path}",
+            highlight=False,
+        )
+    if result.quarantined or build_failed:
+        raise typer.Exit(1)
+
+
+def _print_backfill(result) -> None:
+    table = Table(title=f"backfill of {result.root}")
+    table.add_column("what")
+    table.add_column("count", justify="right")
+    table.add_row("files read", str(result.files_read))
+    table.add_row("loaded", str(result.loaded))
+    table.add_row("  of which error responses", str(result.errors_loaded))
+    table.add_row("skipped (already loaded)", str(result.skipped))
+    table.add_row("quarantined", str(len(result.quarantined)))
+    table.add_row("runs created", str(result.runs_created))
+    table.add_row("payloads new", str(result.payloads_new))
+    out.print(table)
+    if result.quarantined:
+        bad = Table(title="quarantined files")
+        bad.add_column("file", overflow="fold")
+        bad.add_column("reason", overflow="fold")
+        for item in result.quarantined:
+            bad.add_row(item.relpath, item.reason)
+        out.print(bad)
+
+
+# -------------------------------------------------------------------------- build
+
+
+@app.command("build")
+def build(
+    full_refresh: Annotated[
+        bool, typer.Option("--full-refresh", help="Rebuild incremental models from raw.")
+    ] = False,
+    select: Annotated[
+        list[str] | None,
+        typer.Option("--select", "-s", help="dbt node selection (repeatable)."),
+    ] = None,
+) -> None:
+    """Run dbt build (models, seeds, snapshots, tests) against the configured database."""
+    settings = load_settings()
+    url = _database(settings)
+    if not _run_build(url, settings.home, full_refresh=full_refresh, select=select):
+        raise typer.Exit(1)
+
+
+def _run_build(url, home, *, full_refresh=False, select=None, vars=None) -> bool:
+    """dbt build with a per-node table; False (failing nodes on stderr) when anything failed."""
+    from flows.transform import run_dbt
+
+    # dbt's own progress log is replaced by the table below (errors still print)
+    args = ["build", "--quiet", *(["--select", *select] if select else [])]
+    with out.status("dbt build"):
+        result = run_dbt(args, db_url=url, home=home, full_refresh=full_refresh, vars=vars)
+    _print_dbt(result)
+    if result.failed:
+        names = ", ".join(f"{n.resource_type} {n.name}" for n in result.failed)
+        err.print(f"[red]error:[/red] dbt build failed: {names}", highlight=False)
+        for node in result.failed[:10]:
+            if node.message:
+                err.print(f"  {node.name}: {node.message}", highlight=False)
+        err.print("hint: see the dbt log under <home>/dbt/logs", highlight=False)
+        return False
+    if not result.success:
+        err.print(f"[red]error:[/red] {result.error_summary}", highlight=False)
+        return False
+    return True
+
+
+def _print_dbt(result) -> None:
+    table = Table(title=f"dbt build ({result.elapsed_seconds:.1f} s)")
+    for col in ("node", "type", "status", "time", "rows"):
+        table.add_column(col, justify="right" if col in ("time", "rows") else "left")
+    tests = [n for n in result.nodes if n.resource_type in ("test", "unit_test")]
+    for n in result.nodes:
+        if n in tests and not n.failed:
+            continue
+        rows = "" if n.rows_affected is None else str(n.rows_affected)
+        status = f"[red]{n.status}[/red]" if n.failed else n.status
+        table.add_row(n.name, n.resource_type, status, f"{n.execution_time:.2f} s", rows)
+    out.print(table)
+    if tests:
+        counts: dict[str, int] = {}
+        for n in tests:
+            counts[n.status] = counts.get(n.status, 0) + 1
+        out.print("tests: " + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())))
 
 
 # --------------------------------------------------------------------------- demo

@@ -257,7 +257,7 @@ def land_bundle(
             (
                 run_id,
                 source,
-                [bundle.clan_tag],
+                [bundle.clan_tag] if bundle.clan_tag else [],
                 started_at,
                 bundle.snapshot_at,
                 len(bundle.records),
