@@ -8,6 +8,7 @@ with a stack trace.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
 import sys
 import time
@@ -17,6 +18,14 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
 
 from flows.config import Settings, load_settings
@@ -317,7 +326,14 @@ def backfill_command(
         err.print(f"[yellow]warning[/yellow] {warning}", highlight=False)
     build_failed = False
     if build_marts:
-        build_failed = not _run_build(url, settings.home, vars={"staging_test_days": 0})
+        # Backfilled runs may be older than what the incremental marts hold, which
+        # their watermarks would skip: rebuild from raw when anything was loaded.
+        build_failed = not _run_build(
+            url,
+            settings.home,
+            full_refresh=result.runs_created > 0,
+            vars={"staging_test_days": 0},
+        )
     _print_backfill(result)
     if result.quarantined:
         err.print(
@@ -417,6 +433,167 @@ def _print_dbt(result) -> None:
         out.print("tests: " + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())))
 
 
+# ----------------------------------------------------------------------- pipeline
+
+ON_BUSY = ("wait", "skip")
+
+
+def _prefect(settings: Settings, *, verbose: bool) -> None:
+    """Prefect's local, offline, quiet environment (before Prefect is imported)."""
+    from flows.pipeline.runtime import configure_prefect
+
+    configure_prefect(settings.home, quiet=not verbose)
+
+
+def _run_ingest(tags: list[str], api, options):
+    """One ``clash-ingest`` flow run; its report, also when clan runs failed."""
+    from flows.pipeline.flows import ingest
+    from flows.pipeline.model import IngestReport, RunsFailedError
+    from flows.pipeline.runtime import quiet_console_tracebacks
+
+    quiet_console_tracebacks()
+    state = asyncio.run(ingest(clan_tags=tags, api=api, options=options, return_state=True))
+    result = state.result(raise_on_failure=False)
+    if isinstance(result, RunsFailedError):
+        return result.report
+    if isinstance(result, IngestReport):
+        return result
+    if isinstance(result, BaseException):
+        raise result
+    raise ClashPipelineError(
+        f"the ingest flow ended {state.type.value.lower()}: {state.message}",
+        hint="see the Prefect log lines above",
+    )
+
+
+def _require_token(settings: Settings) -> None:
+    import os
+
+    if settings.api_token() or os.environ.get("PREFECT_API_URL"):
+        return  # with a Prefect server, the token may be its Secret block
+    raise ConfigError(
+        "COC_API_TOKEN is not set",
+        hint="create a key at https://developer.clashofclans.com and set COC_API_TOKEN "
+        "(or keep it in a Prefect Secret block 'coc-api-token' on your Prefect server), "
+        "or add --simulate to use the simulated API",
+    )
+
+
+@app.command("run")
+def run(
+    clan: Annotated[
+        list[str] | None, typer.Option("--clan", "-c", help="Clan tag (repeatable).")
+    ] = None,
+    simulate: Annotated[
+        bool, typer.Option(help="Fetch from an in-process simulated API instead.")
+    ] = False,
+    seed: Annotated[int, typer.Option(help="Simulator seed (with --simulate).")] = 0,
+    on_busy: Annotated[
+        str,
+        typer.Option(help="When another run holds a clan: 'wait' for it, or 'skip' the clan."),
+    ] = "wait",
+    lock_timeout: Annotated[
+        float, typer.Option(min=0, help="Seconds to wait for a busy clan before skipping it.")
+    ] = 600.0,
+    tests: Annotated[
+        bool,
+        typer.Option("--tests/--no-tests", help="Run dbt's data tests with the models."),
+    ] = True,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Show Prefect's and dbt's own log lines.")
+    ] = False,
+    dbt_project: Annotated[Path | None, typer.Option(hidden=True)] = None,
+) -> None:
+    """One pipeline run: fetch and land each clan, build the marts (dbt, once), check.
+
+    Every clan is one run in ops.ingest_runs with a checkpoint per phase in
+    ops.ingest_logs. A failed phase leaves the marts as they were; the next run
+    catches up. Exits 1 when a clan's run failed.
+    """
+    from flows.pipeline.options import ApiSpec, PipelineOptions
+
+    settings = load_settings()
+    tags = _clan_tags(settings, clan)
+    if on_busy not in ON_BUSY:
+        raise ConfigError(
+            f"--on-busy must be one of {', '.join(ON_BUSY)}", hint="e.g. --on-busy skip"
+        )
+    if not simulate:
+        _require_token(settings)
+    _database(settings)
+    _prefect(settings, verbose=verbose)
+    options = PipelineOptions(
+        trigger="cli",
+        on_busy=on_busy,
+        lock_timeout_seconds=lock_timeout,
+        transform_mode="build" if tests else "run",
+        dbt_verbose=verbose,
+        dbt_project_dir=str(dbt_project) if dbt_project else None,
+    )
+    with contextlib.ExitStack() as stack:
+        api = None
+        if simulate:
+            from flows.simulator.server import SimulatedClashApi
+
+            token = secrets.token_urlsafe(24)
+            sim = stack.enter_context(SimulatedClashApi(seed=seed, token=token, frozen_clock=False))
+            api = ApiSpec(base_url=sim.base_url, token=token, source="simulator", clock="simulator")
+        with err.status(f"pipeline run for {len(tags)} clan(s): fetch, land, transform, monitor"):
+            report = _run_ingest(tags, api, options)
+    _print_report(report)
+    if report.failed:
+        raise typer.Exit(1)
+
+
+def _print_report(report) -> None:
+    table = Table(title=f"pipeline run ({report.wall_seconds:.1f} s)")
+    table.add_column("clan", no_wrap=True)
+    table.add_column("status", no_wrap=True)
+    table.add_column("requests", justify="right")
+    table.add_column("members (changed)", justify="right")
+    table.add_column("fetch / land / dbt / check", justify="right")
+    for run in report.runs:
+        style = {"failed": "red", "skipped": "yellow"}.get(run.status)
+        seconds = " / ".join(
+            f"{run.phase_ms[p] / 1000:.1f}" if p in run.phase_ms else "-"
+            for p in ("fetch", "land", "transform", "monitor")
+        )
+        changed = "" if run.rows_changed is None else f" ({run.rows_changed})"
+        failed = f", {run.failed_requests} failed" if run.failed_requests else ""
+        table.add_row(
+            run.clan_tag,
+            f"[{style}]{run.status}[/{style}]" if style else run.status,
+            f"{run.requests}{failed}",
+            f"{run.members}{changed}",
+            f"{seconds} s",
+        )
+    out.print(table)
+    if report.build:
+        out.print(
+            f"dbt: {report.build.scope} build in {report.build.seconds:.1f} s "
+            f"({', '.join(f'{n} {s}' for s, n in sorted(report.build.nodes.items()))})"
+        )
+    for run in report.runs:
+        error = run.error or {}
+        if run.status == "failed":
+            err.print(
+                f"[red]error[/red] {run.clan_tag}: {error.get('phase', '?')} failed: "
+                f"{error.get('message')}",
+                highlight=False,
+            )
+            if error.get("hint"):
+                err.print(f"hint: {error['hint']}", highlight=False)
+        elif run.status == "skipped":
+            err.print(f"[yellow]skipped[/yellow] {run.clan_tag}: {error.get('message')}")
+    if report.failed:
+        err.print(
+            "hint: the marts are as they were before the run; the next run catches up. "
+            "Details: ops.ingest_runs.error and ops.ingest_logs of the run ids in the "
+            "Prefect artifact 'clash-ingest-summary'",
+            highlight=False,
+        )
+
+
 # --------------------------------------------------------------------------- demo
 
 
@@ -428,81 +605,279 @@ def demo(
         list[str] | None, typer.Option("--clan", "-c", help="Clan tag(s) to simulate.")
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed of the simulated world.")] = 42,
+    tests: Annotated[
+        bool,
+        typer.Option(
+            "--tests/--no-tests",
+            help="Run dbt's data tests on every run (slower); by default only the last run does.",
+        ),
+    ] = False,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Show Prefect's and dbt's own log lines.")
+    ] = False,
+    dbt_project: Annotated[Path | None, typer.Option(hidden=True)] = None,
 ) -> None:
-    """Run the pipeline against the simulated API for a number of simulated days."""
-    from flows.fetch import ApiTarget, fetch_clans
+    """The whole pipeline against the simulated API for a number of simulated days.
+
+    Each simulated run is a real Prefect flow run (fetch, land, dbt, monitor)
+    against the embedded PostgreSQL (or DATABASE_URL); the simulated clock
+    advances between runs.
+    """
+    from flows.pipeline.options import ApiSpec, PipelineOptions
     from flows.simulator.server import SimulatedClashApi
 
     settings = load_settings()
     tags = [normalize_tag(t, kind="clan tag") for t in clan] if clan else DEMO_CLAN_TAGS
     url = _database(settings)
+    _prefect(settings, verbose=verbose)
     token = secrets.token_urlsafe(24)
     step = timedelta(hours=24 / runs_per_day)
-    totals = {"runs": 0, "failed": 0, "requests": 0, "payloads": 0, "stored": 0, "received": 0}
+    total_runs = days * runs_per_day
+    base = dict(
+        trigger="demo",
+        # the simulator enforces no rate limit, so the demo does not wait for one
+        requests_per_second=500,
+        max_concurrency=16,
+        retry_delay_seconds=1,
+        dbt_verbose=verbose,
+        dbt_project_dir=str(dbt_project) if dbt_project else None,
+    )
+    fast = PipelineOptions(**base, transform_mode="build" if tests else "run")
+    last = PipelineOptions(**base, transform_mode="build")
+    reports = []
     t0 = time.perf_counter()
-    from flows.coc.ratelimit import RateLimiter
-
-    # The simulator enforces no limit, so the demo does not wait for one.
-    limiter = RateLimiter(requests_per_second=500, max_concurrency=16)
     with SimulatedClashApi(seed=seed, token=token, frozen_clock=True) as sim:
-        target = ApiTarget(
-            base_url=sim.base_url, token=token, source="simulator", clock=sim.clock.now
-        )
-        total_runs = days * runs_per_day
-        with out.status("") as status:
+        api = ApiSpec(base_url=sim.base_url, token=token, source="simulator", clock="simulator")
+        with Progress(
+            SpinnerColumn(),
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=out,
+            transient=False,
+        ) as progress:
+            bar = progress.add_task(
+                "starting Prefect; the first run builds every model", total=total_runs
+            )
             for i in range(total_runs):
-                status.update(
-                    f"run {i + 1}/{total_runs}: simulated {sim.clock.now():%Y-%m-%d %H:%M} UTC"
+                options = last if i == total_runs - 1 else fast
+                report = _run_ingest(tags, api, options)
+                reports.append(report)
+                changed = sum(r.rows_changed or 0 for r in report.runs)
+                progress.update(
+                    bar,
+                    advance=1,
+                    description=(
+                        f"{sim.clock.now():%Y-%m-%d %H:%M} simulated: "
+                        f"{len(report.succeeded)}/{len(report.runs)} clans ok, "
+                        f"{changed} members changed"
+                    ),
                 )
-                outcomes = asyncio.run(
-                    fetch_clans(settings, url, tags, target, trigger="demo", limiter=limiter)
-                )
-                for o in outcomes:
-                    totals["runs"] += 1
-                    totals["failed"] += o.status != "succeeded"
-                    if o.land:
-                        totals["requests"] += o.land.requests
-                        totals["payloads"] += o.land.payloads_new
-                        totals["stored"] += o.land.bytes_new
-                        totals["received"] += o.land.bytes_received
                 sim.clock.advance(step)
     elapsed = time.perf_counter() - t0
-    _print_demo_summary(url, tags, days, runs_per_day, totals, elapsed)
+    _print_demo_summary(url, tags, days, runs_per_day, reports, elapsed)
+    if any(r.failed for r in reports):
+        raise typer.Exit(1)
 
 
-def _print_demo_summary(url, tags, days, runs_per_day, totals, elapsed) -> None:
-    from flows.db.connect import connect
+def _print_demo_summary(url, tags, days, runs_per_day, reports, elapsed) -> None:
+    import statistics
 
+    from flows.db.connect import connect, redact_url
+
+    runs = [run for report in reports for run in report.runs]
     with connect(url) as conn:
-        players = conn.execute(
-            "select count(distinct resource_tag) from raw.fetch_log where endpoint = 'player'"
-        ).fetchone()[0]
+        marts = conn.execute(
+            """
+            select
+                to_regclass('marts.members') is not null,
+                to_regclass('marts.roster_snapshots') is not null,
+                to_regclass('marts.member_snapshot_stats') is not null
+            """
+        ).fetchone()
+        members = snapshots = stats_rows = None
+        if marts[0]:
+            members = conn.execute(
+                "select count(*) filter (where is_current), count(*) from marts.members"
+                " where clan_tag = any(%s)",
+                (tags,),
+            ).fetchone()
+        if marts[1]:
+            snapshots = conn.execute(
+                "select count(*) from marts.roster_snapshots where clan_tag = any(%s)", (tags,)
+            ).fetchone()[0]
+        if marts[2]:
+            stats_rows = conn.execute(
+                "select count(*) from marts.member_snapshot_stats where clan_tag = any(%s)",
+                (tags,),
+            ).fetchone()[0]
         raw_size = conn.execute(
             "select pg_size_pretty(pg_total_relation_size('raw.payloads'))"
         ).fetchone()[0]
+
+    def median(values):
+        values = [v for v in values if v is not None]
+        return f"{statistics.median(values):.2f} s" if values else "-"
+
+    ok = sum(r.status == "succeeded" for r in runs)
+    failed = sum(r.status == "failed" for r in runs)
     table = Table(title=f"demo: {len(tags)} clan(s), {days} days x {runs_per_day} runs")
     table.add_column("what")
     table.add_column("value", justify="right")
+    table.add_row("clan runs (succeeded / failed)", f"{ok} / {failed}")
     table.add_row(
-        "runs (succeeded / failed)", f"{totals['runs'] - totals['failed']} / {totals['failed']}"
+        "API requests (retries)",
+        f"{sum(r.requests for r in runs)} ({sum(r.retries for r in runs)})",
     )
-    table.add_row("API requests", str(totals["requests"]))
-    table.add_row("distinct players seen", str(players))
-    table.add_row("payloads stored (new bodies)", str(totals["payloads"]))
-    table.add_row("bytes received", _bytes(totals["received"]))
-    table.add_row("bytes stored", _bytes(totals["stored"]))
+    if members:
+        table.add_row("members now (ever seen)", f"{members[0]} ({members[1]})")
+    table.add_row("member rows changed, all runs", str(sum(r.rows_changed or 0 for r in runs)))
+    if snapshots is not None:
+        table.add_row("roster snapshots", str(snapshots))
+    if stats_rows is not None:
+        table.add_row("member snapshot stats rows", str(stats_rows))
+    received = _bytes(sum(r.bytes_received for r in runs))
+    table.add_row(
+        "bytes received / stored", f"{received} / {_bytes(sum(r.bytes_stored for r in runs))}"
+    )
     table.add_row("raw.payloads on disk", raw_size)
+    table.add_row(
+        "median fetch+land per run", median(r.stage_seconds.get("fetch_land") for r in reports)
+    )
+    table.add_row(
+        "median dbt build per run", median(r.build.seconds if r.build else None for r in reports)
+    )
+    table.add_row("median pipeline run (flow)", median(r.wall_seconds for r in reports))
     table.add_row("wall time", f"{elapsed:.1f} s")
     out.print(table)
     out.print("Next:")
-    out.print("  clash-pipeline db url            # a URL for psql, dbt or a BI tool")
+    out.print(f"  database: {redact_url(url)}  (full URL: clash-pipeline db url)")
     out.print(
-        '  psql "$(clash-pipeline db url)" -c '
-        '"select * from ops.ingest_runs order by started_at desc limit 5"'
+        '  psql "$(clash-pipeline db url)" -c "select clan_tag, player_tag, name, role, '
+        'town_hall_level, trophies, updated_at from marts.members where is_current limit 10"'
     )
     out.print(
-        "  tables: raw.fetch_runs, raw.fetch_log, raw.payloads, ops.ingest_runs, ops.ingest_logs"
+        "  marts: marts.members, marts.roster_snapshots, marts.member_snapshot_stats, "
+        "marts.membership_events, marts.wars, marts.capital_raid_seasons"
     )
+    out.print(
+        "  runs: ops.ingest_runs (one row per clan run, health in summary), "
+        "ops.ingest_logs (a checkpoint per phase and step)"
+    )
+    out.print(
+        "  Prefect: the flow runs and their summary artifacts are in Prefect's local "
+        "database; PREFECT_HOME=.clash-pipeline/prefect prefect server start shows them"
+    )
+    out.print("  the dashboard: coming with the read-only API")
+
+
+# -------------------------------------------------------------------------- serve
+
+
+@app.command("serve")
+def serve(
+    ingest_cron: Annotated[
+        str | None,
+        typer.Option(envvar="CLASH_INGEST_CRON", help="Cron of the ingest runs (prefect.yaml)."),
+    ] = None,
+    monitor_cron: Annotated[
+        str | None,
+        typer.Option(
+            envvar="CLASH_MONITOR_CRON", help="Cron of the freshness monitor (prefect.yaml)."
+        ),
+    ] = None,
+    check: Annotated[
+        bool, typer.Option("--check", help="Print the deployments and their schedules, then exit.")
+    ] = False,
+    port: Annotated[int, typer.Option(help="Port of the local Prefect server.")] = 4200,
+) -> None:
+    """Serve the deployments of prefect.yaml from this machine, on their schedules.
+
+    With PREFECT_API_URL unset, a local Prefect server (UI included) is started on
+    127.0.0.1:PORT, keeping its state under .clash-pipeline/prefect. Ctrl-C stops both.
+    """
+    from flows.pipeline.deployments import INGEST_FLOW, MONITOR_FLOW, load_deployment_specs
+
+    settings = load_settings()
+    _prefect(settings, verbose=True)
+    specs = load_deployment_specs(crons={INGEST_FLOW: ingest_cron, MONITOR_FLOW: monitor_cron})
+    table = Table(title="deployments (prefect.yaml)")
+    table.add_column("deployment", no_wrap=True)
+    table.add_column("schedule", no_wrap=True)
+    table.add_column("flow", overflow="fold")
+    table.add_column("parameters", overflow="fold")
+    for spec in specs:
+        schedule = ", ".join(f"{s['cron']} ({s.get('timezone', 'UTC')})" for s in spec.schedules)
+        table.add_row(
+            f"{spec.flow_name}/{spec.name}", schedule or "-", spec.entrypoint, str(spec.parameters)
+        )
+    out.print(table)
+    if check:
+        return
+    if not settings.coc_clan_tags:
+        err.print(
+            "[yellow]warning[/yellow] COC_CLAN_TAGS is empty: scheduled ingest runs will fail",
+            highlight=False,
+        )
+    _database(settings)
+    with _prefect_server(settings, port) as api_url:
+        from prefect import serve as prefect_serve
+
+        out.print(f"serving; Prefect UI at {api_url.removesuffix('/api')} (Ctrl-C stops)")
+        prefect_serve(*(spec.to_deployment() for spec in specs))
+
+
+@contextlib.contextmanager
+def _prefect_server(settings: Settings, port: int):
+    """PREFECT_API_URL, or a local ``prefect server start`` for as long as the block runs."""
+    import os
+    import subprocess
+
+    import httpx
+
+    existing = os.environ.get("PREFECT_API_URL")
+    if existing:
+        yield existing
+        return
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    api_url = f"http://127.0.0.1:{port}/api"
+    log_path = settings.home / "prefect" / "server.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    prefect_cli = Path(sys.executable).with_name("prefect")
+    command = [str(prefect_cli), "server", "start", "--host", "127.0.0.1", "--port", str(port)]
+    with open(log_path, "ab") as log_file:
+        server = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT)
+    try:
+        with err.status(f"starting a local Prefect server on 127.0.0.1:{port}"):
+            deadline = time.monotonic() + 180
+            while True:
+                if server.poll() is not None:
+                    raise ClashPipelineError(
+                        f"the local Prefect server stopped (exit {server.returncode})",
+                        hint=f"see {log_path}; is port {port} free? (--port)",
+                    )
+                try:
+                    if httpx.get(f"{api_url}/health", timeout=2).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise ClashPipelineError(
+                        "the local Prefect server did not start within 180 s",
+                        hint=f"see {log_path}",
+                    )
+                time.sleep(1)
+        with temporary_settings(updates={PREFECT_API_URL: api_url}):
+            os.environ["PREFECT_API_URL"] = api_url  # for the flow-run subprocesses
+            yield api_url
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
 
 
 @app.command("version")

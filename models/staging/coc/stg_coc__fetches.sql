@@ -23,6 +23,7 @@ joined as (
         fetch_log.resource_tag,
         fetch_log.request_path,
         fetch_runs.run_source,
+        fetch_runs.ingestion_version,
         fetch_log.http_status,
         fetch_log.error_reason,
         fetch_log.error_message,

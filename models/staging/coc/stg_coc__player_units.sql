@@ -7,6 +7,13 @@
     from `heroEquipment[]` (everything owned); equipped_on_hero names the hero
     whose `heroes[].equipment` holds the item right now. max_level is the
     game-wide maximum, not the cap at the player's town hall.
+
+    Every CTE carries the fetch's lineage (nothing joins back to
+    player_fetches) and player_fetches is `not materialized`, so a filter on
+    this view (run_id, fetch_id, snapshot_at) reaches raw in both branches of
+    the union and only the selected payloads are parsed: the incremental
+    marts depend on it. The equipped hero of an item is looked up in the same
+    body's `heroes[]`.
 -#}
 
 with
@@ -17,7 +24,7 @@ payload_fetches as (
 
 ),
 
-player_fetches as (
+player_fetches as not materialized (
 
     select
         fetch_id,
@@ -33,77 +40,51 @@ player_fetches as (
 
 ),
 
-unit_lists as (
-
-    select
-        player_fetches.fetch_id,
-        unit_list.list_name,
-        unit_list.units
-
-    from player_fetches
-    cross join lateral (
-        values
-        ('heroes', player_fetches.body -> 'heroes'),
-        ('troops', player_fetches.body -> 'troops'),
-        ('spells', player_fetches.body -> 'spells'),
-        ('heroEquipment', player_fetches.body -> 'heroEquipment')
-    ) as unit_list (list_name, units)
-
-),
-
 listed_units as (
 
     select
-        unit_lists.fetch_id,
-        unit_lists.list_name,
-        unit_item.unit,
-        unit_item.list_position,
-        unit_item.unit ->> 'name' as unit_name
-
-    from unit_lists
-    cross join lateral jsonb_array_elements(
-        {{ coc_json_array('unit_lists.units') }}
-    ) with ordinality as unit_item (unit, list_position)
-
-),
-
-equipped as (
-
-    select
         player_fetches.fetch_id,
-        hero.unit ->> 'name' as hero_name,
-        equipment_item.unit,
-        equipment_item.equipment_slot,
-        equipment_item.unit ->> 'name' as equipment_name
+        player_fetches.run_id,
+        player_fetches.payload_hash,
+        player_fetches.player_tag,
+        player_fetches.fetched_at,
+        player_fetches.snapshot_at,
+        unit_list.list_name,
+        unit_item.unit,
+        unit_item.unit ->> 'name' as unit_name,
+        unit_item.list_position,
+        -- [hero, slot] of an item that a hero has equipped now
+        (
+            select
+                jsonb_build_array(
+                    hero.unit ->> 'name', equipment_item.equipment_slot
+                )
+            from
+                jsonb_array_elements(
+                    {{ coc_json_array("player_fetches.body -> 'heroes'") }}
+                ) as hero (unit)
+            cross join
+                lateral jsonb_array_elements(
+                    {{ coc_json_array("hero.unit -> 'equipment'") }}
+                ) with ordinality as equipment_item (unit, equipment_slot)
+            where
+                unit_list.list_name = 'heroEquipment'
+                and equipment_item.unit ->> 'name' = unit_item.unit ->> 'name'
+            limit 1
+        ) as equipped
 
     from player_fetches
     cross join
-        lateral jsonb_array_elements(
-            {{ coc_json_array("player_fetches.body -> 'heroes'") }}
-        ) as hero (unit)
+        lateral (
+            values
+            ('heroes', player_fetches.body -> 'heroes'),
+            ('troops', player_fetches.body -> 'troops'),
+            ('spells', player_fetches.body -> 'spells'),
+            ('heroEquipment', player_fetches.body -> 'heroEquipment')
+        ) as unit_list (list_name, units)
     cross join lateral jsonb_array_elements(
-        {{ coc_json_array("hero.unit -> 'equipment'") }}
-    ) with ordinality as equipment_item (unit, equipment_slot)
-
-),
-
-owned_units as (
-
-    select
-        listed_units.fetch_id,
-        listed_units.list_name,
-        listed_units.unit,
-        listed_units.unit_name,
-        listed_units.list_position,
-        equipped.hero_name as equipped_on_hero,
-        equipped.equipment_slot
-
-    from listed_units
-    left join equipped
-        on
-            listed_units.list_name = 'heroEquipment'
-            and listed_units.fetch_id = equipped.fetch_id
-            and listed_units.unit_name = equipped.equipment_name
+        {{ coc_json_array('unit_list.units') }}
+    ) with ordinality as unit_item (unit, list_position)
 
 ),
 
@@ -111,29 +92,43 @@ owned_units as (
 equipped_not_listed as (
 
     select
-        equipped.fetch_id,
+        player_fetches.fetch_id,
+        player_fetches.run_id,
+        player_fetches.payload_hash,
+        player_fetches.player_tag,
+        player_fetches.fetched_at,
+        player_fetches.snapshot_at,
         'heroEquipment' as list_name,
-        equipped.unit,
-        equipped.equipment_name as unit_name,
+        equipment_item.unit,
+        equipment_item.unit ->> 'name' as unit_name,
         null::bigint as list_position,
-        equipped.hero_name as equipped_on_hero,
-        equipped.equipment_slot
+        jsonb_build_array(
+            hero.unit ->> 'name', equipment_item.equipment_slot
+        ) as equipped
 
-    from equipped
+    from player_fetches
+    cross join
+        lateral jsonb_array_elements(
+            {{ coc_json_array("player_fetches.body -> 'heroes'") }}
+        ) as hero (unit)
+    cross join
+        lateral jsonb_array_elements(
+            {{ coc_json_array("hero.unit -> 'equipment'") }}
+        ) with ordinality as equipment_item (unit, equipment_slot)
     where not exists (
             select 1
-            from listed_units
-            where
-                listed_units.list_name = 'heroEquipment'
-                and listed_units.fetch_id = equipped.fetch_id
-                and listed_units.unit_name = equipped.equipment_name
+            from
+                jsonb_array_elements(
+                    {{ coc_json_array("player_fetches.body -> 'heroEquipment'") }}
+                ) as owned (unit)
+            where owned.unit ->> 'name' = equipment_item.unit ->> 'name'
         )
 
 ),
 
 all_units as (
 
-    select * from owned_units
+    select * from listed_units
     union all
     select * from equipped_not_listed
 
@@ -169,41 +164,39 @@ renamed as (
 
     select
         -- lineage
-        player_fetches.fetch_id,
-        player_fetches.run_id,
-        player_fetches.payload_hash,
+        fetch_id,
+        run_id,
+        payload_hash,
 
         -- ids
-        player_fetches.player_tag,
-        classified.unit_type,
-        classified.unit_name,
-        classified.unit ->> 'village' as village,
+        player_tag,
+        unit_type,
+        unit_name,
+        unit ->> 'village' as village,
 
         -- properties
-        classified.equipped_on_hero,
-        classified.is_super_troop,
-        classified.is_event_unit,
+        equipped ->> 0 as equipped_on_hero,
+        is_super_troop,
+        is_event_unit,
         case
-            when classified.is_super_troop
+            when is_super_troop
                 then coalesce(
-                        {{ coc_bool("classified.unit -> 'superTroopIsActive'") }},
+                        {{ coc_bool("unit -> 'superTroopIsActive'") }},
                         false
                     )
         end as super_troop_is_active,
 
         -- numbers
-        {{ coc_int("classified.unit -> 'level'") }} as level,
-        {{ coc_int("classified.unit -> 'maxLevel'") }} as max_level,
-        classified.equipment_slot::integer as equipment_slot,
-        classified.list_position::integer as list_position,
+        {{ coc_int("unit -> 'level'") }} as level,
+        {{ coc_int("unit -> 'maxLevel'") }} as max_level,
+        (equipped ->> 1)::integer as equipment_slot,
+        list_position::integer as list_position,
 
         -- timestamps
-        player_fetches.fetched_at,
-        player_fetches.snapshot_at
+        fetched_at,
+        snapshot_at
 
     from classified
-    inner join player_fetches
-        on classified.fetch_id = player_fetches.fetch_id
 
 )
 

@@ -10,7 +10,9 @@
 
 with
 
-payload_fetches as (
+-- referenced twice: `not materialized` lets a filter on the view (run_id,
+-- snapshot_at) reach raw in both branches instead of reading all history
+payload_fetches as not materialized (
 
     select * from {{ ref('base_coc__payload_fetches') }}
 

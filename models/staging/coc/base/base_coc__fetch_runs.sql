@@ -11,6 +11,7 @@ renamed as (
     select
         run_id,
         source as run_source,
+        ingestion_version,
         clan_tags as run_clan_tags,
         requests as run_requests,
         failed_requests as run_failed_requests,
