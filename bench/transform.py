@@ -6,11 +6,16 @@ this one run, side by side:
 
 * ``dbt run`` (models only) and ``dbt build`` (models + tests) for one new
   snapshot after 1 day of history, and again after ``--days`` days (default 90);
+* the derived metrics alone: the summed execution time of the metric models
+  (int_member_snapshot_deltas, int_metric_rush, int_metric_member_windows,
+  int_metric_star_baselines, int_metric_ace, metrics, roster) and of the
+  ``metrics`` model by itself, read from the per-node timings of the same
+  ``dbt run`` for one new snapshot;
 * a full refresh (``dbt run --full-refresh``) at the end.
 
-Printed: incremental(day N) / incremental(day 1) (target <= 1.5) and
-full refresh / incremental (day N). Each figure is the median of ``--repeat``
-new snapshots.
+Printed: incremental(day N) / incremental(day 1) (target <= 1.5) for dbt run,
+dbt build and the metric models, and full refresh / incremental (day N). Each
+figure is the median of ``--repeat`` new snapshots.
 
 Run: ``uv run python bench/transform.py`` (embedded PostgreSQL in a temporary
 folder; about 5 minutes for 90 days). ``--days 30`` for a quicker look.
@@ -38,10 +43,21 @@ from flows.db.connect import resolve_database_url  # noqa: E402
 from flows.db.migrations import migrate  # noqa: E402
 from flows.fetch import ApiTarget, fetch_clans  # noqa: E402
 from flows.simulator.server import SimulatedClashApi  # noqa: E402
-from flows.transform import run_dbt  # noqa: E402
+from flows.transform import DbtResult, run_dbt  # noqa: E402
 
 STEP = timedelta(hours=6)
 VARS = {"staging_test_days": 3}
+# the models that compute the derived metrics (models/marts/metrics and their
+# int_metric* / int_member_snapshot_deltas inputs)
+METRIC_MODELS = (
+    "int_member_snapshot_deltas",
+    "int_metric_rush",
+    "int_metric_member_windows",
+    "int_metric_star_baselines",
+    "int_metric_ace",
+    "metrics",
+    "roster",
+)
 
 
 def fresh_database(admin_url: str, name: str) -> str:
@@ -68,6 +84,9 @@ class Bench:
             self.sim.clock.advance(STEP)
 
     def dbt(self, *args: str, full_refresh: bool = False) -> float:
+        return self.dbt_result(*args, full_refresh=full_refresh)[0]
+
+    def dbt_result(self, *args: str, full_refresh: bool = False) -> tuple[float, DbtResult]:
         t0 = time.perf_counter()
         result = run_dbt(
             list(args),
@@ -78,17 +97,28 @@ class Bench:
         )
         elapsed = time.perf_counter() - t0
         result.raise_for_status()
-        return elapsed
+        return elapsed, result
 
-    def one_new_snapshot(self, repeat: int) -> tuple[float, float]:
-        """Median seconds of `dbt run` and `dbt build` for one new snapshot."""
-        runs, builds = [], []
+    def one_new_snapshot(self, repeat: int) -> dict[str, float]:
+        """Median seconds for one new snapshot: `dbt run`, `dbt build`, and within
+        the `dbt run` the metric models together and the `metrics` model alone."""
+        runs, builds, metric_models, metrics = [], [], [], []
         for _ in range(repeat):
             self.land(1)
-            runs.append(self.dbt("run"))
+            elapsed, result = self.dbt_result("run")
+            runs.append(elapsed)
+            metric_models.append(
+                sum(n.execution_time for n in result.nodes if n.name in METRIC_MODELS)
+            )
+            metrics.append(result.node("metrics").execution_time)
             self.land(1)
             builds.append(self.dbt("build"))
-        return statistics.median(runs), statistics.median(builds)
+        return {
+            "run": statistics.median(runs),
+            "build": statistics.median(builds),
+            "metric_models": statistics.median(metric_models),
+            "metrics": statistics.median(metrics),
+        }
 
 
 def main() -> None:
@@ -110,14 +140,14 @@ def main() -> None:
             bench.land(args.per_day)  # day 1
             bench.dbt("seed")
             bench.dbt("build")
-            day1_run, day1_build = bench.one_new_snapshot(args.repeat)
+            day1 = bench.one_new_snapshot(args.repeat)
 
             t0 = time.perf_counter()
             remaining = args.days * args.per_day - bench.snapshots
             bench.land(remaining)
             land_s = time.perf_counter() - t0
             catch_up = bench.dbt("build")
-            dayn_run, dayn_build = bench.one_new_snapshot(args.repeat)
+            dayn = bench.one_new_snapshot(args.repeat)
             full = bench.dbt("run", full_refresh=True)
             snapshots = bench.snapshots
 
@@ -128,15 +158,27 @@ def main() -> None:
 
     print(f"clan {tag}: {snapshots} snapshots ({args.days} days x {args.per_day}/day)")
     print(f"landing {remaining} snapshots took {land_s:.1f} s; catch-up build {catch_up:.1f} s")
-    print(f"{'one new snapshot':<28}{'dbt run s':>10}{'dbt build s':>12}")
-    print(f"{'after 1 day':<28}{day1_run:>10.2f}{day1_build:>12.2f}")
-    print(f"{f'after {args.days} days':<28}{dayn_run:>10.2f}{dayn_build:>12.2f}")
+    ratio = {key: dayn[key] / day1[key] for key in day1}
+    print(
+        f"{'one new snapshot':<28}{'dbt run s':>10}{'dbt build s':>12}{'metric models s':>17}"
+        f"{'metrics s':>11}"
+    )
+    for label, figures in (("after 1 day", day1), (f"after {args.days} days", dayn)):
+        print(
+            f"{label:<28}{figures['run']:>10.2f}{figures['build']:>12.2f}"
+            f"{figures['metric_models']:>17.2f}{figures['metrics']:>11.2f}"
+        )
     print(f"full refresh (dbt run) after {args.days} days: {full:.2f} s")
     print(
-        f"incremental day {args.days} / day 1: run {dayn_run / day1_run:.2f}, "
-        f"build {dayn_build / day1_build:.2f}  (target <= 1.5)"
+        f"incremental day {args.days} / day 1: run {ratio['run']:.2f}, "
+        f"build {ratio['build']:.2f}  (target <= 1.5)"
     )
-    print(f"full refresh / incremental (day {args.days}, dbt run): {full / dayn_run:.2f}")
+    print(
+        f"metrics for one new snapshot, day {args.days} / day 1: "
+        f"metric models {ratio['metric_models']:.2f}, metrics model {ratio['metrics']:.2f}"
+        "  (target <= 1.5)"
+    )
+    print(f"full refresh / incremental (day {args.days}, dbt run): {full / dayn['run']:.2f}")
 
 
 if __name__ == "__main__":

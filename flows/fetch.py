@@ -25,7 +25,6 @@ from flows.landing import (
     LandResult,
     failed_records_json,
     fetch_clan_bundle,
-    known_ended_cwl_wars,
     land_bundle,
 )
 from flows.ops import RunRecorder, error_payload, utc_now
@@ -51,6 +50,32 @@ class FetchOutcome:
     error: dict | None = None
     failed_requests: list[dict] = field(default_factory=list)
     members: int = 0
+
+
+def known_ended_cwl_wars(conn: psycopg.Connection, clan_tag: str) -> set[str]:
+    """War tags of CWL wars already landed in state ``warEnded`` for this clan.
+
+    The clan's CWL fetches are found through fetch_log's index first, and each
+    distinct body is then read by its key: a plain join lets the planner scan
+    (and de-TOAST) every payload in raw, which grows with the whole history.
+    """
+    rows = conn.execute(
+        """
+        with cwl as materialized (
+            select distinct resource_tag, payload_hash
+            from raw.fetch_log
+            where endpoint = 'cwl_war' and clan_tag = %s and payload_hash is not null
+        )
+        select distinct cwl.resource_tag
+        from cwl
+        where (
+            select p.body ->> 'state' from raw.payloads as p
+            where p.payload_hash = cwl.payload_hash
+        ) = 'warEnded'
+        """,
+        (clan_tag,),
+    ).fetchall()
+    return {r[0] for r in rows}
 
 
 def build_client(settings: Settings, target: ApiTarget, limiter: RateLimiter) -> ClashClient:

@@ -8,4 +8,5 @@ pytest_plugins = [
     "tests.plugins.db_fixtures",
     "tests.plugins.sim_fixtures",
     "tests.plugins.dbt_fixtures",
+    "tests.plugins.prefect_fixtures",
 ]

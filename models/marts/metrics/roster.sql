@@ -1,0 +1,121 @@
+{#-
+    The roster the API and dashboards read: one row per (clan, player) of
+    `members` (current and former members; filter is_current), with every
+    column of members and the member's latest value of each metric as a
+    column (metrics_roster_columns(): state metrics by name, windowed ones
+    as <metric>_<window>), so nothing is computed on request.
+
+    "Latest" is per metric: the value at the member's latest as_of that has
+    the metric (rush needs a profile: when the last profile fetch failed the
+    rush columns keep the previous snapshot's value). metrics_as_of is the
+    member's latest as_of; last_seen_at the latest snapshot where the
+    member was active.
+
+    A table, rebuilt each run: one index probe on metrics' unique key
+    (clan_tag, player_tag, metric_name, metric_window, as_of) per member and
+    column, so its cost follows the number of members, not the history.
+    The probes read the metrics relation directly (not an import CTE: a CTE
+    referenced by every probe would be materialised as a whole).
+-#}
+
+{{
+    config(
+        materialized='table',
+        indexes=[
+            {'columns': ['clan_tag', 'player_tag'], 'unique': True},
+            {'columns': ['clan_tag', 'is_current']},
+        ],
+    )
+}}
+
+with
+
+members as (
+
+    select * from {{ ref('members') }}
+
+),
+
+latest_metrics as (
+
+    select
+        members.clan_tag,
+        members.player_tag,
+        {%- for item in metrics_roster_columns().split(',') %}
+            {%- set metric_name, metric_window, column = item.split(':') %}
+            (
+                select latest.value
+                from {{ ref('metrics') }} as latest
+                where
+                    latest.clan_tag = members.clan_tag
+                    and latest.player_tag = members.player_tag
+                    and latest.metric_name = '{{ metric_name }}'
+                    and latest.metric_window = '{{ metric_window }}'
+                order by latest.as_of desc
+                limit 1
+            ) as {{ column }},
+        {%- endfor %}
+        (
+            select (latest.components ->> 'last_seen_at')::timestamptz
+            from {{ ref('metrics') }} as latest
+            where
+                latest.clan_tag = members.clan_tag
+                and latest.player_tag = members.player_tag
+                and latest.metric_name = 'days_since_last_seen'
+                and latest.metric_window = 'latest'
+            order by latest.as_of desc
+            limit 1
+        ) as last_seen_at,
+        -- every snapshot of a member has its donations over 7 days
+        (
+            select latest.as_of
+            from {{ ref('metrics') }} as latest
+            where
+                latest.clan_tag = members.clan_tag
+                and latest.player_tag = members.player_tag
+                and latest.metric_name = 'donations_given'
+                and latest.metric_window = '7d'
+            order by latest.as_of desc
+            limit 1
+        ) as metrics_as_of
+
+    from members
+
+),
+
+final as (
+
+    select
+        -- ids
+        members.clan_tag,
+        members.player_tag,
+
+        -- properties
+        {% for column in metrics_roster_member_columns().split(',') -%}
+            members.{{ column | trim }},
+        {% endfor -%}
+        members.is_current,
+
+        -- numbers
+        members.stint_count,
+        {% for item in metrics_roster_columns().split(',') -%}
+            latest_metrics.{{ item.split(':')[2] }},
+        {% endfor -%}
+
+        -- timestamps
+        members.first_seen_at,
+        members.joined_at,
+        members.left_at,
+        members.updated_at,
+        latest_metrics.last_seen_at,
+        latest_metrics.metrics_as_of
+
+    from members
+    inner join latest_metrics
+        on
+            members.clan_tag = latest_metrics.clan_tag
+            and members.player_tag = latest_metrics.player_tag
+
+)
+
+select * from final
