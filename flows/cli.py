@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import secrets
 import sys
 import time
@@ -764,6 +765,7 @@ def _print_demo_summary(url, tags, days, runs_per_day, reports, elapsed) -> None
     table.add_row("median pipeline run (flow)", median(r.wall_seconds for r in reports))
     table.add_row("wall time", f"{elapsed:.1f} s")
     out.print(table)
+    prefect_home = os.environ.get("PREFECT_HOME", ".clash-pipeline/prefect")
     out.print("Next:")
     out.print(f"  database: {redact_url(url)}  (full URL: clash-pipeline db url)")
     out.print(
@@ -771,8 +773,9 @@ def _print_demo_summary(url, tags, days, runs_per_day, reports, elapsed) -> None
         'town_hall_level, trophies, updated_at from marts.members where is_current limit 10"'
     )
     out.print(
-        "  marts: marts.members, marts.roster_snapshots, marts.member_snapshot_stats, "
-        "marts.membership_events, marts.wars, marts.capital_raid_seasons"
+        "  marts: marts.roster (each member's latest metrics), marts.metrics, marts.members, "
+        "marts.roster_snapshots, marts.member_snapshot_stats, marts.membership_events, "
+        "marts.wars, marts.capital_raid_seasons"
     )
     out.print(
         "  runs: ops.ingest_runs (one row per clan run, health in summary), "
@@ -780,7 +783,7 @@ def _print_demo_summary(url, tags, days, runs_per_day, reports, elapsed) -> None
     )
     out.print(
         "  Prefect: the flow runs and their summary artifacts are in Prefect's local "
-        "database; PREFECT_HOME=.clash-pipeline/prefect prefect server start shows them"
+        f"database; PREFECT_HOME={prefect_home} uv run prefect server start shows them"
     )
     out.print("  the dashboard: coming with the read-only API")
 
