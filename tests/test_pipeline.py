@@ -384,6 +384,98 @@ def test_dropped_database_connections_mid_build_fail_the_run_and_restore_the_mar
     assert run.run_id in snapshot_runs
 
 
+def _install_fault_trigger(db_url, table, condition):
+    """A trigger that makes inserts into ``table`` fail when ``condition`` holds (a DB fault)."""
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute(
+            f"""
+            create function public.test_fault() returns trigger language plpgsql as $f$
+            begin
+                if {condition} then
+                    raise exception 'test fault: writes to {table} refused';
+                end if;
+                return new;
+            end $f$;
+            create trigger test_fault before insert on {table}
+                for each row execute function public.test_fault();
+            """
+        )
+
+
+def _remove_fault_trigger(db_url, table):
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute(f"drop trigger test_fault on {table}; drop function public.test_fault()")
+
+
+def test_failing_land_fails_the_run_lands_nothing_and_the_next_run_catches_up(
+    warehouse, sim, pipeline_project
+):
+    before = mart_checksums(warehouse)
+    runs_before = _one(warehouse, "select count(*) from raw.fetch_runs")
+    sim.clock.advance(timedelta(hours=6))
+    _install_fault_trigger(warehouse, "raw.fetch_runs", "true")
+
+    failed = run_pipeline(sim, pipeline_options(pipeline_project, transform_mode="run"))
+
+    [run] = failed.runs
+    assert run.status == "failed"
+    assert run.error["phase"] == "land" and "refused" in run.error["message"]
+    assert failed.build is None
+    phases = [(row[0], row[2]) for row in _logs(warehouse, run.run_id)]
+    assert phases == [("fetch", "succeeded"), ("land", "failed"), ("monitor", "succeeded")]
+    # the land transaction rolled back whole: no run, no request row, no payload of it
+    assert _one(warehouse, "select count(*) from raw.fetch_runs") == runs_before
+    assert _one(warehouse, "select count(*) from raw.fetch_log where run_id = %s", run.run_id) == 0
+    assert _one(warehouse, "select status from ops.ingest_runs where run_id = %s", run.run_id) == (
+        "failed"
+    )
+    _assert_restored(warehouse, before)
+
+    _remove_fault_trigger(warehouse, "raw.fetch_runs")
+    caught_up = run_pipeline(sim, pipeline_options(pipeline_project, transform_mode="run"))
+    assert caught_up.runs[0].status == "succeeded", caught_up.runs[0].error
+    assert mart_checksums(warehouse) != before
+
+
+def test_failing_monitor_rolls_back_the_build_and_the_next_run_catches_up(
+    warehouse, sim, pipeline_project
+):
+    snapshots_before = _one(warehouse, "select count(*) from marts.roster_snapshots")
+    before = mart_checksums(warehouse)
+    sim.clock.advance(timedelta(hours=6))  # new data: the build changes the marts
+    _install_fault_trigger(warehouse, "ops.ingest_logs", "new.phase = 'monitor'")
+
+    failed = run_pipeline(
+        sim, pipeline_options(pipeline_project, transform_mode="run", monitor_retries=1)
+    )
+
+    [run] = failed.runs
+    assert run.status == "failed"
+    assert run.error["phase"] == "monitor" and "refused" in run.error["message"]
+    # dbt built the new snapshot, then the monitor failed (twice): the build was rolled back
+    phases = [(row[0], row[1], row[2]) for row in _logs(warehouse, run.run_id)]
+    assert ("transform", None, "succeeded") in phases
+    assert not any(phase == "monitor" for phase, _, _ in phases)  # its checkpoints were refused
+    _assert_restored(warehouse, before)
+    assert _rows(
+        warehouse,
+        "select status, error ->> 'phase' from ops.transform_builds"
+        " order by started_at desc limit 1",
+    ) == [("rolled_back", "monitor")]
+    status, error = _rows(
+        warehouse, "select status, error from ops.ingest_runs where run_id = %s", run.run_id
+    )[0]
+    assert status == "failed" and error["phase"] == "monitor"
+
+    _remove_fault_trigger(warehouse, "ops.ingest_logs")
+    sim.clock.advance(timedelta(hours=6))
+    caught_up = run_pipeline(sim, pipeline_options(pipeline_project, transform_mode="run"))
+    assert caught_up.runs[0].status == "succeeded", caught_up.runs[0].error
+    snapshot_runs = {r[0] for r in _rows(warehouse, "select run_id from marts.roster_snapshots")}
+    assert run.run_id in snapshot_runs  # the failed run's responses were built on catch-up
+    assert _one(warehouse, "select count(*) from marts.roster_snapshots") == snapshots_before + 2
+
+
 def test_freshness_monitor_flow_notices_a_stopped_ingestion(warehouse):
     import asyncio
 
