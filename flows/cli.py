@@ -904,6 +904,9 @@ def api(
     open_browser: Annotated[
         bool, typer.Option("--open", help="Open the dashboard in a browser.")
     ] = False,
+    body_cache: Annotated[
+        bool, typer.Option(help="Keep built bodies by payload version.", hidden=True)
+    ] = True,
 ) -> None:
     """Serve the read-only roster API and the dashboard (as clash_readonly)."""
     import uvicorn
@@ -932,7 +935,7 @@ def api(
 
         threading.Timer(1.0, webbrowser.open, args=(f"{address}/dashboard/",)).start()
     uvicorn.run(
-        create_app(url, stale_hours=stale_hours),
+        create_app(url, stale_hours=stale_hours, body_cache=body_cache),
         host=host,
         port=port,
         log_level="warning",

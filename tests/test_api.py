@@ -120,6 +120,13 @@ def test_roster_304_for_a_matching_etag(warehouse, http, header):
     assert response.headers["cache-control"] == "no-cache"
 
 
+def test_conditional_requests_still_validate_and_404(http):
+    bad = http.get("/api/v2/roster", params={"clan": "#BAD!"}, headers={"If-None-Match": "*"})
+    assert bad.status_code == 400 and bad.json()["error"]["code"] == "invalid_tag"
+    unknown = http.get("/api/v2/roster", params={"clan": "#2PP"}, headers={"If-None-Match": "*"})
+    assert unknown.status_code == 404 and unknown.json()["error"]["code"] == "clan_not_found"
+
+
 def test_roster_200_for_another_etag(http):
     response = http.get("/api/v2/roster", params=CLAN_Q, headers={"If-None-Match": '"stale"'})
     assert response.status_code == 200 and response.json()["members"]

@@ -19,7 +19,7 @@ from typing import Any
 
 import psycopg
 from psycopg.rows import dict_row
-from psycopg_pool import ConnectionPool, PoolTimeout
+from psycopg_pool import AsyncConnectionPool, ConnectionPool, PoolTimeout
 
 from flows.db.connect import CONNECT_TIMEOUT_SECONDS, describe_target, scrub
 from flows.errors import DatabaseError
@@ -111,6 +111,12 @@ SNAPSHOT_COLUMNS = (
 )
 
 
+LATEST_VERSION_SQL = """
+    select payload_version from marts.roster_snapshots
+    where clan_tag = %s order by snapshot_at desc limit 1
+"""
+
+
 class Warehouse:
     """A small pool of read-only connections and the API's queries."""
 
@@ -127,11 +133,45 @@ class Warehouse:
             timeout=15,
             name="clash-api",
         )
+        # the revalidation path (one lookup per conditional request) runs on
+        # the event loop, without a thread hop
+        self.async_pool = AsyncConnectionPool(
+            url,
+            min_size=1,
+            max_size=max(2, max_size // 2),
+            open=False,
+            configure=self._configure_async,
+            kwargs={"autocommit": True, "connect_timeout": CONNECT_TIMEOUT_SECONDS},
+            timeout=15,
+            name="clash-api-async",
+        )
 
     def _configure(self, conn: psycopg.Connection[Any]) -> None:
         conn.execute(f"set role {self.role}")
         conn.execute("set default_transaction_read_only = on")
         conn.execute(f"set statement_timeout = {STATEMENT_TIMEOUT_MS}")
+
+    async def _configure_async(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        await conn.execute(f"set role {self.role}")
+        await conn.execute("set default_transaction_read_only = on")
+        await conn.execute(f"set statement_timeout = {STATEMENT_TIMEOUT_MS}")
+
+    async def open_async(self) -> None:
+        """Open the event loop's pool (call from the running loop, after :meth:`open`)."""
+        try:
+            await self.async_pool.open(wait=True, timeout=CONNECT_TIMEOUT_SECONDS + 5)
+        except PoolTimeout:
+            raise self._unreachable() from None
+
+    async def close_async(self) -> None:
+        await self.async_pool.close()
+
+    async def latest_version_async(self, clan_tag: str) -> str | None:
+        """:meth:`latest_version` on the event loop's pool."""
+        async with self.async_pool.connection() as conn:
+            cursor = await conn.execute(LATEST_VERSION_SQL, (clan_tag,))
+            row = await cursor.fetchone()
+        return row[0] if row else None
 
     def open(self) -> None:
         """Open the pool and check that the marts are there and readable."""
@@ -212,13 +252,7 @@ class Warehouse:
     def latest_version(self, clan_tag: str) -> str | None:
         """Only the latest payload_version: what a conditional request needs."""
         with self.connection() as conn:
-            row = conn.execute(
-                """
-                select payload_version from marts.roster_snapshots
-                where clan_tag = %s order by snapshot_at desc limit 1
-                """,
-                (clan_tag,),
-            ).fetchone()
+            row = conn.execute(LATEST_VERSION_SQL, (clan_tag,)).fetchone()
         return row["payload_version"] if row else None
 
     def roster(self, clan_tag: str) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
