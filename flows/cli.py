@@ -927,8 +927,9 @@ def api(
     finally:
         probe.close()
     address = f"http://{host}:{port}"
-    err.print(f"API at {address}/api/v2/clans, docs at {address}/api/docs")
-    err.print(f"dashboard at {address}/dashboard/")
+    err.print(f"API:       {address}/api/v2/clans", soft_wrap=True)
+    err.print(f"docs:      {address}/api/docs", soft_wrap=True)
+    err.print(f"dashboard: {address}/dashboard/", soft_wrap=True)
     if open_browser:
         import threading
         import webbrowser

@@ -335,3 +335,36 @@ def test_the_api_connection_is_read_only(warehouse, server):
                     conn.execute(statement)
     finally:
         readonly.close()
+
+
+def _api_cli(*args, env):
+    import os
+    import subprocess
+    import sys
+
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith(("COC_", "DATABASE_URL"))}
+    full_env.update(env)
+    return subprocess.run(
+        [sys.executable, "-m", "flows.cli", "api", "--port", "9", *args],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        timeout=120,
+    )
+
+
+def test_cli_api_without_marts_says_to_build_first(migrated_db_url, tmp_path):
+    result = _api_cli(env={"DATABASE_URL": migrated_db_url, "CLASH_PIPELINE_HOME": str(tmp_path)})
+    assert result.returncode == 1
+    assert "no marts yet" in result.stderr
+    assert "clash-pipeline demo" in result.stderr and "hint:" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_cli_api_with_an_unreachable_database_is_one_clear_line(tmp_path):
+    url = "postgresql://someone:s3cret-pw@127.0.0.1:9/clash"
+    result = _api_cli(env={"DATABASE_URL": url, "CLASH_PIPELINE_HOME": str(tmp_path)})
+    assert result.returncode == 1
+    assert "cannot connect to PostgreSQL" in result.stderr and "DATABASE_URL" in result.stderr
+    assert "s3cret-pw" not in result.stderr + result.stdout
+    assert "Traceback" not in result.stderr

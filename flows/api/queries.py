@@ -161,7 +161,10 @@ class Warehouse:
         try:
             await self.async_pool.open(wait=True, timeout=CONNECT_TIMEOUT_SECONDS + 5)
         except PoolTimeout:
-            raise self._unreachable() from None
+            raise self._connect_problem() or DatabaseError(
+                f"cannot open connections to PostgreSQL at {describe_target(self.url)}",
+                hint="check DATABASE_URL, or unset it to use the embedded database",
+            ) from None
 
     async def close_async(self) -> None:
         await self.async_pool.close()
@@ -175,29 +178,41 @@ class Warehouse:
 
     def open(self) -> None:
         """Open the pool and check that the marts are there and readable."""
+        problem = self._connect_problem()  # one direct attempt: a clear error, fast
+        if problem is not None:
+            raise problem
         try:
             self.pool.open(wait=True, timeout=CONNECT_TIMEOUT_SECONDS + 5)
         except PoolTimeout:
             self.pool.close()
-            raise self._unreachable() from None
+            raise self._connect_problem() or DatabaseError(
+                f"cannot open connections to PostgreSQL at {describe_target(self.url)}",
+                hint="check DATABASE_URL, or unset it to use the embedded database",
+            ) from None
         self.check()
 
-    def _unreachable(self) -> DatabaseError:
+    def _connect_problem(self) -> DatabaseError | None:
         try:
             with psycopg.connect(self.url, connect_timeout=CONNECT_TIMEOUT_SECONDS) as conn:
                 conn.execute(f"set role {self.role}")
+        except psycopg.errors.InsufficientPrivilege:
+            return DatabaseError(
+                f"the user of DATABASE_URL may not act as {self.role}",
+                hint=f"grant {self.role} to that user, or apply the migrations "
+                "(uv run clash-pipeline db migrate)",
+            )
+        except psycopg.errors.InvalidParameterValue:
+            return DatabaseError(
+                f"the role {self.role} does not exist in this database server",
+                hint="apply the migrations: uv run clash-pipeline db migrate",
+            )
         except psycopg.Error as exc:
             reason = scrub(" ".join(str(exc).split()), self.url)
             return DatabaseError(
-                f"cannot connect to PostgreSQL at {describe_target(self.url)} as {self.role}: "
-                f"{reason}",
-                hint="check DATABASE_URL (its user must be allowed to `set role "
-                f"{self.role}`: grant {self.role} to it), or unset it for the embedded database",
+                f"cannot connect to PostgreSQL at {describe_target(self.url)}: {reason}",
+                hint="check DATABASE_URL, or unset it to use the embedded database",
             )
-        return DatabaseError(
-            f"cannot connect to PostgreSQL at {describe_target(self.url)}",
-            hint="check DATABASE_URL, or unset it to use the embedded database",
-        )
+        return None
 
     def check(self) -> None:
         """Raise DatabaseError unless the marts the API reads exist and are readable."""

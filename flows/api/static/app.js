@@ -80,14 +80,14 @@ const COLUMNS = [
   { key: "town_hall_level", label: "TH", get: (m) => m.town_hall_level },
   { key: "league", label: "League tier", text: true, get: (m) => m.league_tier_name || m.league_name, sortBy: (m) => m.league_id },
   { key: "trophies", label: "Trophies", get: (m) => m.trophies, show: fmt.int },
-  { key: "donations", label: "Donated (season)", get: (m) => m.donations, show: fmt.int },
+  { key: "donations", label: "Donated", get: (m) => m.donations, show: fmt.int },
   { key: "donations_received", label: "Received", get: (m) => m.donations_received, show: fmt.int },
   { key: "balance", label: "Balance 30d", get: (m) => m.metrics.donation_balance_30d, show: fmt.int },
-  { key: "hero_rush", label: "Hero rush %", get: (m) => m.metrics.hero_rush_pct, show: (v) => fmt.num(v) },
-  { key: "lab_rush", label: "Lab rush %", get: (m) => m.metrics.lab_rush_pct, show: (v) => fmt.num(v) },
+  { key: "hero_rush", label: "Hero rush", get: (m) => m.metrics.hero_rush_pct, show: (v) => fmt.num(v) },
+  { key: "lab_rush", label: "Lab rush", get: (m) => m.metrics.lab_rush_pct, show: (v) => fmt.num(v) },
   { key: "ace", label: "ACE 30d", get: (m) => m.metrics.ace_30d, show: (v) => fmt.num(v) },
-  { key: "tenure", label: "Tenure (days)", get: (m) => m.metrics.tenure_days, show: (v) => fmt.num(v, 0) },
-  { key: "seen", label: "Last seen (days)", get: (m) => m.metrics.days_since_last_seen, show: (v) => fmt.num(v, 1) },
+  { key: "tenure", label: "Tenure d", get: (m) => m.metrics.tenure_days, show: (v) => fmt.num(v, 0) },
+  { key: "seen", label: "Seen d ago", get: (m) => m.metrics.days_since_last_seen, show: (v) => fmt.num(v, 1) },
 ];
 
 let sortState = { key: "trophies", dir: -1 };
@@ -140,7 +140,7 @@ async function showClan(clan) {
           `${roster.members.length} members · snapshot ${fmt.time(snap.snapshot_at)} · `,
           h("span", { id: "snapshot-id" }, snap.snapshot_id),
           ` · schema ${snap.schema_version} · snapshot v${snap.snapshot_version}`),
-        rosterTable(roster)),
+        h("div", { class: "scroll" }, rosterTable(roster))),
       h("aside", { class: "card", id: "health" }, h("h2", {}, "Ingestion health"), h("p", { class: "muted" }, "Loading…"))),
   );
   await renderHealth(clan);
@@ -174,7 +174,7 @@ async function renderHealth(clan) {
     h("table", { id: "health-phases" },
       h("thead", {}, h("tr", {}, h("th", { class: "text" }, "Phase"), h("th", {}, "Status"), h("th", {}, "Time"), h("th", {}, "Rows"))),
       h("tbody", {}, (health.phases || []).map((p) =>
-        h("tr", {}, h("td", { class: "text" }, p.step ? `  ${p.phase}: ${p.step}` : p.phase), h("td", {}, p.status),
+        h("tr", {}, h("td", { class: "text" }, p.step ? `· ${p.step}` : p.phase), h("td", {}, p.status),
           h("td", {}, fmt.ms(p.duration_ms)), h("td", {}, p.rows_written ?? p.rows_changed ?? "–"))))),
     h("h3", {}, `Open alerts (${health.open_alerts.length})`),
     health.open_alerts.length
