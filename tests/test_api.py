@@ -168,6 +168,22 @@ def test_unknown_things_are_404s(http):
     assert http.post("/api/v2/roster", params=CLAN_Q).status_code == 405
 
 
+def test_openapi_docs_and_the_dashboard_are_served(http):
+    spec = http.get("/api/openapi.json").json()
+    assert {
+        "/api/v2/roster",
+        "/api/v2/members/{tag}",
+        "/api/v2/metrics",
+        "/api/v2/ingestion/health",
+        "/api/v2/clans",
+    } <= set(spec["paths"])
+    assert "If-None-Match" in spec["info"]["description"]
+    assert http.get("/api/docs").status_code == 200
+    root = http.get("/", follow_redirects=True)
+    assert root.status_code == 200 and '<script type="module" src="app.js">' in root.text
+    assert http.get("/dashboard/store.js").headers["content-type"].startswith("text/javascript")
+
+
 def test_clans_members_and_metrics_read_the_marts(warehouse, http):
     clans = http.get("/api/v2/clans").json()["clans"]
     snapshot = _latest_snapshot(warehouse)

@@ -10,6 +10,7 @@ cache miss on the server. ``Cache-Control: no-cache`` makes clients revalidate.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import threading
 from collections import OrderedDict
@@ -222,7 +223,6 @@ def create_app(
     *,
     stale_hours: float = DEFAULT_STALE_HOURS,
     pool_size: int = 8,
-    role: str | None = None,
     body_cache: bool = True,
 ) -> FastAPI:
     """The API and dashboard on ``database_url`` (read as ``clash_readonly``).
@@ -230,11 +230,7 @@ def create_app(
     ``body_cache=False`` builds every 200 from the marts (the benchmark's
     reference point); otherwise built bodies are kept by payload version.
     """
-    warehouse = (
-        Warehouse(database_url, max_size=pool_size)
-        if role is None
-        else Warehouse(database_url, max_size=pool_size, role=role)
-    )
+    warehouse = Warehouse(database_url, max_size=pool_size)
     bodies = BodyCache(BODY_CACHE_ENTRIES if body_cache else 0)
     catalogue = metric_catalogue()
     metric_columns = roster_metric_columns(catalogue)
@@ -458,8 +454,6 @@ def create_app(
             }, True
 
         if version is not None and len(version) > 200:  # many clans: keep the ETag short
-            import hashlib
-
             version = hashlib.md5(version.encode(), usedforsecurity=False).hexdigest()
         return versioned(request, f"member|{player}|{clan_tag}", version, build, missing)
 
