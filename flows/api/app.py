@@ -541,7 +541,7 @@ def create_app(
             "checked_at": found["now"],
         }
         return Response(
-            dump_json(body), media_type=JSON_TYPE, headers={"Cache-Control": "no-cache"}
+            dump_json(body), media_type=JSON_TYPE, headers={"Cache-Control": "no-store"}
         )
 
     app.mount("/dashboard", StaticFiles(directory=STATIC_DIR, html=True), name="dashboard")
