@@ -384,3 +384,20 @@ def test_cli_api_with_an_unreachable_database_is_one_clear_line(tmp_path):
     assert "cannot connect to PostgreSQL" in result.stderr and "DATABASE_URL" in result.stderr
     assert "s3cret-pw" not in result.stderr + result.stdout
     assert "Traceback" not in result.stderr
+
+
+def test_a_roster_between_two_builds_is_served_but_not_kept(warehouse, server, http):
+    """roster_snapshots is written before the roster mart in a dbt run: until the
+    roster catches up, the answer says no-store and the server keeps no body."""
+    with psycopg.connect(warehouse, autocommit=True) as conn:
+        conn.execute("update marts.roster set metrics_as_of = metrics_as_of - interval '6 hours'")
+    between = http.get("/api/v2/roster", params=CLAN_Q)
+    assert between.status_code == 200
+    assert between.headers["cache-control"] == "no-store" and "etag" not in between.headers
+    with psycopg.connect(warehouse, autocommit=True) as conn:
+        conn.execute("update marts.roster set metrics_as_of = metrics_as_of + interval '6 hours'")
+    caught_up = http.get("/api/v2/roster", params=CLAN_Q)
+    assert caught_up.headers["cache-control"] == "no-cache" and caught_up.headers["etag"]
+    assert [m["player_tag"] for m in caught_up.json()["members"]] == [
+        m["player_tag"] for m in between.json()["members"]
+    ]
