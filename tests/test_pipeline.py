@@ -655,7 +655,7 @@ def _restore_fixture(db_url):
     with psycopg.connect(db_url, autocommit=True) as conn:
         conn.execute(
             """
-            create schema marts;
+            create schema if not exists marts;  -- the migrations create it
             create table marts.inc (k int primary key, clan_tag text, v text, j jsonb,
                                     t timestamptz, f double precision);
             insert into marts.inc values
