@@ -127,7 +127,14 @@ def main() -> None:
     parser.add_argument("--per-day", type=int, default=4)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--full-window-days",
+        type=int,
+        default=35,
+        help="also measure after this many days, when every metric window (30d, season) is full",
+    )
     args = parser.parse_args()
+    mid_days = args.full_window_days if 1 < args.full_window_days < args.days else None
 
     with tempfile.TemporaryDirectory(prefix="bench-transform-") as home:
         settings = load_settings(clash_pipeline_home=Path(home))
@@ -144,9 +151,15 @@ def main() -> None:
 
             t0 = time.perf_counter()
             remaining = args.days * args.per_day - bench.snapshots
-            bench.land(remaining)
+            catch_up = 0.0
+            daymid = None
+            if mid_days:
+                bench.land(mid_days * args.per_day - bench.snapshots)
+                catch_up += bench.dbt("build")
+                daymid = bench.one_new_snapshot(args.repeat)
+            bench.land(args.days * args.per_day - bench.snapshots)
             land_s = time.perf_counter() - t0
-            catch_up = bench.dbt("build")
+            catch_up += bench.dbt("build")
             dayn = bench.one_new_snapshot(args.repeat)
             full = bench.dbt("run", full_refresh=True)
             snapshots = bench.snapshots
@@ -157,13 +170,17 @@ def main() -> None:
             EmbeddedPostgres(settings.home).stop()
 
     print(f"clan {tag}: {snapshots} snapshots ({args.days} days x {args.per_day}/day)")
-    print(f"landing {remaining} snapshots took {land_s:.1f} s; catch-up build {catch_up:.1f} s")
+    print(f"landing {remaining} snapshots took {land_s:.1f} s; catch-up builds {catch_up:.1f} s")
     ratio = {key: dayn[key] / day1[key] for key in day1}
     print(
         f"{'one new snapshot':<28}{'dbt run s':>10}{'dbt build s':>12}{'metric models s':>17}"
         f"{'metrics s':>11}"
     )
-    for label, figures in (("after 1 day", day1), (f"after {args.days} days", dayn)):
+    rows = [("after 1 day", day1)]
+    if daymid:
+        rows.append((f"after {mid_days} days", daymid))
+    rows.append((f"after {args.days} days", dayn))
+    for label, figures in rows:
         print(
             f"{label:<28}{figures['run']:>10.2f}{figures['build']:>12.2f}"
             f"{figures['metric_models']:>17.2f}{figures['metrics']:>11.2f}"
@@ -178,6 +195,14 @@ def main() -> None:
         f"metric models {ratio['metric_models']:.2f}, metrics model {ratio['metrics']:.2f}"
         "  (target <= 1.5)"
     )
+    if daymid:
+        # the 30d and season windows fill up over the first ~31 days: from then on the
+        # windows hold the same amount of data, so growth after that is growth with history
+        print(
+            f"metrics for one new snapshot, day {args.days} / day {mid_days} (windows full): "
+            f"metric models {dayn['metric_models'] / daymid['metric_models']:.2f}, "
+            f"metrics model {dayn['metrics'] / daymid['metrics']:.2f}"
+        )
     print(f"full refresh / incremental (day {args.days}, dbt run): {full / dayn['run']:.2f}")
 
 
