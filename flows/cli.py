@@ -785,7 +785,10 @@ def _print_demo_summary(url, tags, days, runs_per_day, reports, elapsed) -> None
         "  Prefect: the flow runs and their summary artifacts are in Prefect's local "
         f"database; PREFECT_HOME={prefect_home} uv run prefect server start shows them"
     )
-    out.print("  the dashboard: coming with the read-only API")
+    out.print(
+        "  the API and dashboard: clash-pipeline api --port 8080, then "
+        "http://127.0.0.1:8080/dashboard/"
+    )
 
 
 # -------------------------------------------------------------------------- serve
