@@ -382,6 +382,7 @@ async def fetch_clan(
         throttled=sum(r.throttled for r in bundle.records),
         details={
             "failed_requests": len(failed),
+            "failed_players": sum(1 for r in failed if r.endpoint == "player"),
             "members": sum(1 for r in bundle.records if r.endpoint == "player"),
         },
     )
