@@ -234,8 +234,7 @@ def expectation_parameters(
             params[f"max_{name}_ms"] = round(max(floor_ms, k * float(p95)), 1)
     params["duration_history_runs"] = float(runs)
     top = conn.execute(
-        "select max(town_hall_level) from reference.unit_caps"
-        " where village = 'home'"
+        "select max(town_hall_level) from reference.unit_caps where village = 'home'"
     ).fetchone()[0]
     params["max_town_hall"] = float(top or 18)
     return params

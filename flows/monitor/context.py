@@ -21,7 +21,10 @@ DATASOURCE = "warehouse"
 CHECKPOINT = "clash_monitor"
 BATCH = "all rows"
 URL_VARIABLE = "CLASH_GX_DATABASE_URL"
-RESULT_FORMAT = {"result_format": "COMPLETE", "unexpected_index_column_names": ["clan_tag", "subject"]}
+RESULT_FORMAT = {
+    "result_format": "COMPLETE",
+    "unexpected_index_column_names": ["clan_tag", "subject"],
+}
 #: What :func:`write_context` owns in the folder (``uncommitted/`` is left alone).
 _OWNED = ("great_expectations.yml", "expectations", "validation_definitions", "checkpoints")
 
@@ -54,6 +57,11 @@ def write_context(root: Path, db_url: str) -> Any:
         elif path.exists():
             path.unlink()
     context = open_context(root, db_url)
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    context.variables.progress_bars = ProgressBarsConfig(globally=False)
+    context.variables.analytics_enabled = False  # nothing leaves this machine
+    context.variables.save()
     source = context.data_sources.add_postgres(
         name=DATASOURCE, connection_string="${" + URL_VARIABLE + "}"
     )
@@ -94,9 +102,7 @@ def _suite(check: Check) -> Any:
             kwargs["max_value"] = bound(item.max_value)
         if item.strict_max:
             kwargs["strict_max"] = True
-        expectations.append(
-            gxe.ExpectColumnValuesToBeBetween(**kwargs, meta={"check": check.name})
-        )
+        expectations.append(gxe.ExpectColumnValuesToBeBetween(**kwargs, meta={"check": check.name}))
     return gx.ExpectationSuite(
         name=check.suite_name,
         expectations=expectations,

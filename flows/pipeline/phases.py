@@ -751,6 +751,7 @@ def monitor(ctx: RunContext, runs: list[ClanRun], *, attempt: int = 1) -> dict[s
                 if run.status == "skipped":
                     continue
                 health[str(run.run_id)] = _health_row(conn, run, has_snapshots)
+        anomalies = _anomaly_checks(ctx, [r for r in runs if str(r.run_id) in health])
         for run in runs:
             row = health.get(str(run.run_id))
             if row is None:
@@ -762,7 +763,7 @@ def monitor(ctx: RunContext, runs: list[ClanRun], *, attempt: int = 1) -> dict[s
                 started_at=started,
                 clan_tag=run.clan_tag,
                 rows_in=row.get("members_in_snapshot"),
-                details={"health": row},
+                details={"health": row, **anomalies},
             )
     except Exception as exc:
         status = attempt_status(exc, attempt, ctx.options.monitor_retries, always_retriable(exc))
@@ -781,6 +782,44 @@ def monitor(ctx: RunContext, runs: list[ClanRun], *, attempt: int = 1) -> dict[s
                     pass
         raise
     return health
+
+
+def _anomaly_checks(ctx: RunContext, runs: list[ClanRun]) -> dict[str, Any]:
+    """The GX checkpoint for the clans of these runs, and their alerts (flows.monitor).
+
+    An anomaly is not a failure: alerts never fail the run. Neither does an
+    error of the monitor itself (GX, the context, the webhook): the marts the
+    run built are sound, so it is logged and recorded in the monitor
+    checkpoint's details (``anomaly_error``) and the run goes on.
+    """
+    if not ctx.options.anomaly_checks or not runs:
+        return {}
+    from flows.monitor.run import run_monitor
+
+    try:
+        report = run_monitor(
+            ctx.db_url,
+            load_settings(),
+            [run.clan_tag for run in runs],
+            run_ids={run.clan_tag: run.run_id for run in runs},
+        )
+    except Exception as exc:  # noqa: BLE001 - recorded; the run is not failed by it
+        log().error("anomaly monitor failed (the run goes on): %s", exc)
+        return {"anomaly_error": error_payload(exc, phase="monitor")}
+    for change in report.changes:
+        if change.change in ("opened", "still_open"):
+            log().warning(
+                "alert %s (%s) for clan %s: %s",
+                change.change.replace("_", " "),
+                change.check_name,
+                change.clan_tag,
+                change.summary,
+            )
+        else:
+            log().info("alert resolved (%s) for clan %s", change.check_name, change.clan_tag)
+    for name, message in report.errors.items():
+        log().error("anomaly check %s could not run: %s", name, message)
+    return {"anomalies": report.summary()}
 
 
 def _health_row(conn: psycopg.Connection[Any], run: ClanRun, has_snapshots: bool) -> dict[str, Any]:
