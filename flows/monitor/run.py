@@ -26,7 +26,7 @@ from flows.db.connect import connect
 from flows.errors import ClashPipelineError
 from flows.monitor.alerts import AlertChange, Finding, apply_findings, post_webhook
 from flows.monitor.checks import CHECKS, CHECKS_BY_NAME, Check, expectation_parameters
-from flows.monitor.context import CHECKPOINT, gx_dir, open_context
+from flows.monitor.context import CHECKPOINT, DATASOURCE, gx_dir, open_context
 
 _log = logging.getLogger("flows.monitor")
 
@@ -107,7 +107,11 @@ def run_monitor(
         )
     g0 = time.perf_counter()
     context = open_context(root, db_url)
-    result = context.checkpoints.get(CHECKPOINT).run(expectation_parameters=params)
+    checkpoint = context.checkpoints.get(CHECKPOINT)
+    try:
+        result = checkpoint.run(expectation_parameters=params)
+    finally:
+        _close_engines(context, checkpoint)
     gx_seconds = time.perf_counter() - g0
     errors: dict[str, str] = {}
     failures: dict[tuple[str, str], list[dict[str, Any]]] = {}
@@ -178,6 +182,21 @@ def run_monitor(
     for name, message in errors.items():
         _log.error("monitor check %s could not run: %s", name, message)
     return report
+
+
+def _close_engines(context: Any, checkpoint: Any) -> None:
+    """Close GX's connection pools: no database session may outlive the monitor run."""
+    sources = [context.data_sources.get(DATASOURCE)]
+    sources += [vd.data.data_asset.datasource for vd in checkpoint.validation_definitions]
+    for source in sources:
+        for name, close in (("_execution_engine", "close"), ("_engine", "dispose")):
+            engine = getattr(source, name, None)
+            if engine is None:
+                continue
+            try:
+                getattr(engine, close)()
+            except Exception as exc:  # noqa: BLE001 - closing is best effort
+                _log.debug("could not close a GX engine: %s", exc)
 
 
 def _check_of(suite_name: str | None) -> Check | None:
