@@ -956,30 +956,29 @@ def alerts(
         out.print("no open alerts" if not all_alerts else "no alerts")
         return
     table = Table(title=f"{'alerts' if all_alerts else 'open alerts'}: {len(rows)}")
-    for col in (
-        "id",
-        "clan",
-        "check",
-        "severity",
-        "status",
-        "seen",
-        "first seen",
-        "last seen",
-        "resolved",
-        "summary",
-    ):
-        table.add_column(col)
+    table.add_column("id", justify="right")
+    table.add_column("clan", no_wrap=True)
+    table.add_column("check", no_wrap=True)
+    table.add_column("severity")
+    if all_alerts:
+        table.add_column("status")
+    table.add_column("seen", justify="right")
+    table.add_column("first / last seen (UTC)")
+    if all_alerts:
+        table.add_column("resolved")
+    table.add_column("summary", ratio=3, overflow="fold")
     for r in rows:
+        seen = f"{r['first_seen_at']:%m-%d %H:%M} / {r['last_seen_at']:%m-%d %H:%M}"
+        resolved = f"{r['resolved_at']:%m-%d %H:%M}" if r["resolved_at"] else ""
         table.add_row(
             str(r["alert_id"]),
             r["clan_tag"] or "",
             r["check_name"],
             r["severity"],
-            r["status"],
-            str(r["occurrences"]),
-            f"{r['first_seen_at']:%Y-%m-%d %H:%M}",
-            f"{r['last_seen_at']:%Y-%m-%d %H:%M}",
-            f"{r['resolved_at']:%Y-%m-%d %H:%M}" if r["resolved_at"] else "",
+            *([r["status"]] if all_alerts else []),
+            f"{r['occurrences']}x",
+            seen,
+            *([resolved] if all_alerts else []),
             r["summary"],
         )
     out.print(table)

@@ -156,12 +156,12 @@ select clan_tag, clan_tag as subject,
     max(coalesce(finished_at, started_at)) filter (
         where status = 'succeeded' or (status = 'running' and is_landed)
     ) as last_success_at,
-    extract(epoch from now() - coalesce(
+    (extract(epoch from now() - coalesce(
         max(coalesce(finished_at, started_at)) filter (
             where status = 'succeeded' or (status = 'running' and is_landed)
         ),
         min(started_at)
-    )) / 3600.0 as hours_since_success
+    )) / 3600.0)::float8 as hours_since_success
 from {HEALTH}
 group by clan_tag
 """,

@@ -18,6 +18,8 @@ import logging
 import time
 import uuid
 from dataclasses import dataclass, field
+from datetime import date, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -128,7 +130,8 @@ def run_monitor(
                 errors[check.name] = str(info.get("exception_message"))[:500]
                 continue
             column = kwargs.get("column")
-            for row in (item.result or {}).get("unexpected_index_list") or []:
+            for found in (item.result or {}).get("unexpected_index_list") or []:
+                row = {key: _plain(value) for key, value in found.items()}
                 bound, side = _bound(kwargs, row.get(column))
                 failures.setdefault((row["clan_tag"], check.name), []).append(
                     {
@@ -246,6 +249,15 @@ def _finding(
         },
         run_id=run_id,
     )
+
+
+def _plain(value: Any) -> Any:
+    """JSON-able values for ops.alerts.details (numeric columns come back as Decimal)."""
+    if isinstance(value, Decimal):
+        return float(value)
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    return value
 
 
 def _fmt(value: Any) -> str:
