@@ -371,3 +371,70 @@ def test_cli_alerts_lists_open_alerts(warehouse):
     result = runner.invoke(app, ["alerts"])
     assert result.exit_code == 0, result.output
     assert "freshness" in result.output and PIPELINE_CLAN in result.output
+
+
+def test_cli_monitor_runs_the_checkpoint_for_a_clan(warehouse):
+    from typer.testing import CliRunner
+
+    from flows.cli import app
+
+    result = CliRunner().invoke(app, ["monitor", "--clan", PIPELINE_CLAN])
+    assert result.exit_code == 0, result.output
+    assert "missing_members" in result.output and "freshness" in result.output
+    assert "monitor run took" in result.output
+
+    bad = CliRunner().invoke(app, ["monitor", "--clan", "not a tag!"])
+    assert bad.exit_code != 0
+
+
+# ------------------------------------------------------------------- the monitor itself
+
+
+def test_an_error_inside_the_monitor_is_recorded_and_does_not_fail_the_run(
+    warehouse, sim, pipeline_project, monkeypatch, tmp_path
+):
+    monkeypatch.setenv("CLASH_GX_DIR", str(tmp_path / "no-gx-here"))
+    sim.clock.advance(timedelta(hours=6))
+    run = _run(sim, pipeline_project)  # succeeded (asserted in _run)
+    details = _monitor_details(warehouse, run.run_id)
+    assert details["anomaly_error"]["type"] == "ClashPipelineError"
+    assert "no Great Expectations checkpoint" in details["anomaly_error"]["message"]
+    assert "health" in details
+    assert _alerts(warehouse) == []
+
+
+def test_the_committed_gx_context_is_what_the_code_writes():
+    """gx/ holds one suite and validation definition per check, bounds as parameters."""
+    from flows.monitor.checks import CHECKS
+    from flows.monitor.context import CHECKPOINT, REPO_GX_DIR
+
+    checkpoint = json.loads((REPO_GX_DIR / "checkpoints" / f"{CHECKPOINT}.json").read_text())
+    assert [v["name"] for v in checkpoint["validation_definitions"]] == [c.name for c in CHECKS]
+    assert [a["type"] for a in checkpoint["actions"]] == ["update_data_docs"]
+    for check in CHECKS:
+        suite = json.loads((REPO_GX_DIR / "expectations" / f"{check.suite_name}.json").read_text())
+        kwargs = [e["kwargs"] for e in suite["expectations"]]
+        assert [k["column"] for k in kwargs] == [e.column for e in check.expectations]
+        for expect, given in zip(check.expectations, kwargs, strict=True):
+            if isinstance(expect.max_value, str):
+                assert given["max_value"] == {"$PARAMETER": expect.max_value}
+        assert suite["meta"]["severity"] == check.severity
+    config = (REPO_GX_DIR / "great_expectations.yml").read_text()
+    assert "connection_string: ${CLASH_GX_DATABASE_URL}" in config
+    assert "postgresql://" not in config  # no credentials committed
+
+
+def test_old_validation_results_are_pruned(tmp_path):
+    from flows.monitor.run import prune_results
+
+    old = tmp_path / "uncommitted/validations/clash_freshness/__none__/20200101T000000.000000Z"
+    page = tmp_path / (
+        "uncommitted/data_docs/local_site/validations/clash_freshness/__none__/"
+        "20200101T000000.000000Z"
+    )
+    new = tmp_path / "uncommitted/validations/clash_freshness/__none__/29990101T000000.000000Z"
+    for folder in (old, page, new):
+        folder.mkdir(parents=True)
+        (folder / "result.json").write_text("{}")
+    assert prune_results(tmp_path) == 2
+    assert not old.exists() and not page.exists() and new.exists()

@@ -15,22 +15,27 @@ error is reported in :attr:`MonitorReport.errors`.
 from __future__ import annotations
 
 import logging
+import shutil
 import time
 import uuid
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 from flows.config import Settings
-from flows.db.connect import connect
+from flows.db.connect import connect, scrub
 from flows.errors import ClashPipelineError
 from flows.monitor.alerts import AlertChange, Finding, apply_findings, post_webhook
 from flows.monitor.checks import CHECKS, CHECKS_BY_NAME, Check, expectation_parameters
 from flows.monitor.context import CHECKPOINT, DATASOURCE, gx_dir, open_context
 
 _log = logging.getLogger("flows.monitor")
+
+#: Validation results (and their Data Docs pages) kept in gx/uncommitted.
+KEEP_RESULTS = timedelta(days=7)
+DOCS_SITE = Path("uncommitted") / "data_docs" / "local_site"
 
 
 @dataclass
@@ -108,6 +113,7 @@ def run_monitor(
             hint="run `clash-pipeline monitor --write-gx` to write the GX context",
         )
     g0 = time.perf_counter()
+    prune_results(root)
     context = open_context(root, db_url)
     checkpoint = context.checkpoints.get(CHECKPOINT)
     try:
@@ -127,7 +133,7 @@ def run_monitor(
             kwargs = config.kwargs
             info = item.exception_info or {}
             if info.get("raised_exception"):
-                errors[check.name] = str(info.get("exception_message"))[:500]
+                errors[check.name] = scrub(str(info.get("exception_message")), db_url)[:500]
                 continue
             column = kwargs.get("column")
             for found in (item.result or {}).get("unexpected_index_list") or []:
@@ -170,7 +176,7 @@ def run_monitor(
         changes = apply_findings(conn, findings)
     url = settings.clash_alert_webhook_url
     sent = post_webhook(url.get_secret_value() if url else None, changes)
-    docs = root / "uncommitted" / "data_docs" / "local_site" / "index.html"
+    docs = root / DOCS_SITE / "index.html"
     report = MonitorReport(
         clans=clans,
         parameters=params,
@@ -185,6 +191,27 @@ def run_monitor(
     for name, message in errors.items():
         _log.error("monitor check %s could not run: %s", name, message)
     return report
+
+
+def prune_results(root: Path, keep: timedelta = KEEP_RESULTS) -> int:
+    """Drop validation results (and their Data Docs pages) older than ``keep``.
+
+    The checkpoint runs every half hour and with every ingestion run: without
+    this, ``gx/uncommitted`` would grow by megabytes a day and the Data Docs
+    index (rebuilt from every stored result) would slow every monitor run.
+    """
+    cutoff = datetime.now(UTC) - keep
+    removed = 0
+    for base in (root / "uncommitted" / "validations", root / DOCS_SITE / "validations"):
+        for run_dir in base.glob("*/*/*"):
+            try:
+                run_at = datetime.strptime(run_dir.name, "%Y%m%dT%H%M%S.%fZ").replace(tzinfo=UTC)
+            except ValueError:
+                continue
+            if run_at < cutoff and run_dir.is_dir():
+                shutil.rmtree(run_dir, ignore_errors=True)
+                removed += 1
+    return removed
 
 
 def _close_engines(context: Any, checkpoint: Any) -> None:

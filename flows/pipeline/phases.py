@@ -804,8 +804,12 @@ def _anomaly_checks(ctx: RunContext, runs: list[ClanRun]) -> dict[str, Any]:
             run_ids={run.clan_tag: run.run_id for run in runs},
         )
     except Exception as exc:  # noqa: BLE001 - recorded; the run is not failed by it
-        log().error("anomaly monitor failed (the run goes on): %s", exc)
-        return {"anomaly_error": error_payload(exc, phase="monitor")}
+        from flows.db.connect import scrub
+
+        payload = error_payload(exc, phase="monitor")
+        payload["message"] = scrub(str(payload["message"]), ctx.db_url)[:2000]
+        log().error("anomaly monitor failed (the run goes on): %s", payload["message"])
+        return {"anomaly_error": payload}
     for change in report.changes:
         if change.change in ("opened", "still_open"):
             log().warning(
