@@ -751,7 +751,9 @@ def monitor(ctx: RunContext, runs: list[ClanRun], *, attempt: int = 1) -> dict[s
                 if run.status == "skipped":
                     continue
                 health[str(run.run_id)] = _health_row(conn, run, has_snapshots)
-        anomalies = _anomaly_checks(ctx, [r for r in runs if str(r.run_id) in health])
+        # a run that failed already is judged by the scheduled monitor once it is closed
+        # (its ops row still says running: here it would look like a fresh success)
+        anomalies = _anomaly_checks(ctx, [r for r in runs if r.active and str(r.run_id) in health])
         for run in runs:
             row = health.get(str(run.run_id))
             if row is None:
