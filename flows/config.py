@@ -31,6 +31,15 @@ _ENV_NAMES = {
     "coc_max_retries": "COC_MAX_RETRIES",
     "database_url": "DATABASE_URL",
     "clash_pipeline_home": "CLASH_PIPELINE_HOME",
+    "clash_gx_dir": "CLASH_GX_DIR",
+    "clash_monitor_roster_drop_share": "CLASH_MONITOR_ROSTER_DROP_SHARE",
+    "clash_monitor_roster_drop_members": "CLASH_MONITOR_ROSTER_DROP_MEMBERS",
+    "clash_monitor_zero_delta_runs": "CLASH_MONITOR_ZERO_DELTA_RUNS",
+    "clash_monitor_duration_factor": "CLASH_MONITOR_DURATION_FACTOR",
+    "clash_monitor_duration_floor_seconds": "CLASH_MONITOR_DURATION_FLOOR_SECONDS",
+    "clash_monitor_failed_player_share": "CLASH_MONITOR_FAILED_PLAYER_SHARE",
+    "clash_monitor_freshness_hours": "CLASH_MONITOR_FRESHNESS_HOURS",
+    "clash_alert_webhook_url": "CLASH_ALERT_WEBHOOK_URL",
 }
 
 
@@ -64,6 +73,32 @@ class Settings(BaseSettings):
     clash_pipeline_home: Path = Field(
         default=Path(".clash-pipeline"), description="Local state: embedded database, logs."
     )
+    # The anomaly monitor (flows/monitor; README "Monitor and alerts").
+    clash_gx_dir: Path | None = Field(
+        default=None, description="Great Expectations project folder; unset: the repo's gx/."
+    )
+    clash_monitor_roster_drop_share: float = Field(default=0.2, gt=0, le=1)
+    clash_monitor_roster_drop_members: int = Field(default=5, ge=1, le=50)
+    clash_monitor_zero_delta_runs: int = Field(default=6, ge=1, le=1000)
+    clash_monitor_duration_factor: float = Field(default=3.0, gt=0, le=100)
+    clash_monitor_duration_floor_seconds: float = Field(default=60.0, ge=0, le=86400)
+    clash_monitor_failed_player_share: float = Field(default=0.1, ge=0, le=1)
+    clash_monitor_freshness_hours: float = Field(default=25.0, gt=0, le=24 * 365)
+    clash_alert_webhook_url: SecretStr | None = Field(
+        default=None, description="Slack-compatible webhook for alerts opening and resolving."
+    )
+
+    @field_validator("clash_alert_webhook_url", mode="before")
+    @classmethod
+    def _check_webhook_url(cls, value: object) -> object:
+        if value is None or (isinstance(value, str) and not value.strip()):
+            return None
+        if isinstance(value, str):
+            parts = urlsplit(value.strip())
+            if parts.scheme not in ("http", "https") or not parts.netloc:
+                raise ValueError("must be an http(s) URL such as https://hooks.slack.com/...")
+            return value.strip()
+        return value
 
     @field_validator("coc_api_token", mode="before")
     @classmethod

@@ -590,7 +590,7 @@ def test_prefect_yaml_deployments_parse_and_register(prefect_harness):
     assert [s.schedule.cron for s in ingest.schedules] == ["*/15 * * * *"]
     assert [s.schedule.timezone for s in ingest.schedules] == ["UTC"]
     assert [s.schedule.cron for s in monitor.schedules] == ["*/30 * * * *"]
-    assert monitor.parameters == {"max_age_hours": 3}
+    assert monitor.parameters == {}  # freshness hours from CLASH_MONITOR_FRESHNESS_HOURS
 
     from flows.errors import ConfigError
 

@@ -223,6 +223,20 @@ def test_missing_clans_and_players_are_404_not_found():
             assert response.headers["cache-control"] == "public max-age=600"
 
 
+def test_departed_players_leave_the_member_list_and_the_member_count(sim_api):
+    with make_sim_client(sim_api) as client:
+        before = get_json(client, f"/clans/{tag_path(CLAN)}")
+        tags = [m["tag"] for m in before["memberList"]]
+        sim_api.faults.update(departed_players=set(tags[:3]))
+        clan = get_json(client, f"/clans/{tag_path(CLAN)}")
+        members = get_json(client, f"/clans/{tag_path(CLAN)}/members")["items"]
+        assert clan["members"] == before["members"] - 3
+        assert [m["tag"] for m in clan["memberList"]] == tags[3:]
+        assert [m["tag"] for m in members] == tags[3:]
+        sim_api.faults.update(departed_players=set())
+        assert get_json(client, f"/clans/{tag_path(CLAN)}")["members"] == before["members"]
+
+
 def test_unknown_paths_and_bad_tags(sim_client):
     unknown = sim_client.get("/clans/%232PR8R8V8P/nothing")
     assert unknown.status_code == 404 and unknown.json()["reason"] == "notFound"

@@ -90,42 +90,78 @@ async def ingest_clan(
 
 @flow(
     name="clash-monitor",
-    description="Notice a stopped ingestion: clans without a recent successful run.",
+    description="The anomaly monitor on its own schedule: GX checks, alerts, freshness.",
     persist_result=False,
 )
 async def monitor_ingestion(
-    clan_tags: list[str] | None = None, max_age_hours: float = 3.0
+    clan_tags: list[str] | None = None, max_age_hours: float | None = None
 ) -> list[dict[str, Any]] | State[Any]:
-    """Freshness of every clan (the anomaly monitor's checks plug in here).
+    """Every clan (default: COC_CLAN_TAGS, else every clan seen) through the GX checkpoint.
 
-    Fails when a clan had no successful run for ``max_age_hours``.
+    Notices a stopped ingestion: the freshness check opens an alert for a clan
+    with no successful run for ``max_age_hours`` (default
+    CLASH_MONITOR_FRESHNESS_HOURS). Fails when a clan is stale or when a check
+    could not run; other anomalies are alerts, not failures.
     """
     rows = check_freshness(clan_tags, max_age_hours)
     stale = [r for r in rows if r["stale"]]
+    anomalies = anomaly_checks(clan_tags, max_age_hours)
     try:
         await acreate_table_artifact(
             table=rows,
             key="clash-ingest-freshness",
-            description=f"Clans without a successful run for {max_age_hours} h: {len(stale)}",
+            description=f"Clans without a recent successful run: {len(stale)}; "
+            f"failing checks: {', '.join(anomalies['failing']) or 'none'}",
         )
     except Exception as exc:  # noqa: BLE001 - a missing artifact must not hide the result
         phases.log().warning("could not create the freshness artifact: %s", exc)
-    if stale:
+    if stale or anomalies["errors"]:
         clans = ", ".join(r["clan"] for r in stale)
-        message = f"no successful run for {max_age_hours} h: {clans}"
+        message = (
+            f"no successful run for {rows[0]['max_age_hours']} h: {clans}"
+            if stale
+            else f"monitor checks could not run: {anomalies['errors']}"
+        )
         phases.log().error(message)
         return Failed(message=message, data=rows)
     return rows
 
 
+@task(name="anomaly checks", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=[10])
+def anomaly_checks(clan_tags: list[str] | None, max_age_hours: float | None) -> dict[str, Any]:
+    """The GX checkpoint for every clan and the alert lifecycle (flows.monitor)."""
+    from flows.config import load_settings
+    from flows.db.connect import resolve_database_url
+    from flows.monitor.run import run_monitor
+    from flows.tags import normalize_tag
+
+    settings = load_settings()
+    tags = [normalize_tag(t, kind="clan tag") for t in clan_tags or []] or None
+    overrides = {"freshness_hours": float(max_age_hours)} if max_age_hours else None
+    report = run_monitor(resolve_database_url(settings), settings, tags, overrides=overrides)
+    for change in report.changes:
+        if change.change != "still_open":
+            phases.log().warning(
+                "alert %s (%s) for clan %s: %s",
+                change.change,
+                change.check_name,
+                change.clan_tag,
+                change.summary,
+            )
+    return report.summary()
+
+
 @task(name="check freshness", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[5, 30])
-def check_freshness(clan_tags: list[str] | None, max_age_hours: float) -> list[dict[str, Any]]:
+def check_freshness(
+    clan_tags: list[str] | None, max_age_hours: float | None
+) -> list[dict[str, Any]]:
     """Per clan: the last successful run, hours since, and the last run's status."""
     from flows.config import load_settings
     from flows.db.connect import connect, resolve_database_url
     from flows.tags import normalize_tag
 
     settings = load_settings()
+    max_age_hours = max_age_hours or settings.clash_monitor_freshness_hours
     tags = [normalize_tag(t, kind="clan tag") for t in clan_tags or settings.coc_clan_tags]
     with connect(resolve_database_url(settings), autocommit=True) as conn:
         if not tags:
@@ -157,6 +193,7 @@ def check_freshness(clan_tags: list[str] | None, max_age_hours: float) -> list[d
                     "hours_since_success": round(float(hours), 2) if hours is not None else None,
                     "last_status": last_status,
                     "stale": hours is None or float(hours) > max_age_hours,
+                    "max_age_hours": max_age_hours,
                 }
             )
     return rows

@@ -64,6 +64,8 @@ class PipelineOptions(BaseModel):
     #: False: land only, and leave building the marts to a later run (which catches up on
     #: every snapshot landed since its last build), e.g. fetch hourly, build every 4 hours.
     build_marts: bool = True
+    #: Run the anomaly monitor (the GX checkpoint, ops.alerts) in the monitor phase.
+    anomaly_checks: bool = True
     #: ``run``: models (with their contracts), seeds and snapshots; ``build``: also the
     #: data tests of what was built. Per-run data checks are the monitor phase's job;
     #: dbt's data tests run in CI, in ``clash-pipeline build`` and with ``build`` here.

@@ -382,6 +382,7 @@ async def fetch_clan(
         throttled=sum(r.throttled for r in bundle.records),
         details={
             "failed_requests": len(failed),
+            "failed_players": sum(1 for r in failed if r.endpoint == "player"),
             "members": sum(1 for r in bundle.records if r.endpoint == "player"),
         },
     )
@@ -750,6 +751,9 @@ def monitor(ctx: RunContext, runs: list[ClanRun], *, attempt: int = 1) -> dict[s
                 if run.status == "skipped":
                     continue
                 health[str(run.run_id)] = _health_row(conn, run, has_snapshots)
+        # a run that failed already is judged by the scheduled monitor once it is closed
+        # (its ops row still says running: here it would look like a fresh success)
+        anomalies = _anomaly_checks(ctx, [r for r in runs if r.active and str(r.run_id) in health])
         for run in runs:
             row = health.get(str(run.run_id))
             if row is None:
@@ -761,7 +765,7 @@ def monitor(ctx: RunContext, runs: list[ClanRun], *, attempt: int = 1) -> dict[s
                 started_at=started,
                 clan_tag=run.clan_tag,
                 rows_in=row.get("members_in_snapshot"),
-                details={"health": row},
+                details={"health": row, **anomalies},
             )
     except Exception as exc:
         status = attempt_status(exc, attempt, ctx.options.monitor_retries, always_retriable(exc))
@@ -780,6 +784,48 @@ def monitor(ctx: RunContext, runs: list[ClanRun], *, attempt: int = 1) -> dict[s
                     pass
         raise
     return health
+
+
+def _anomaly_checks(ctx: RunContext, runs: list[ClanRun]) -> dict[str, Any]:
+    """The GX checkpoint for the clans of these runs, and their alerts (flows.monitor).
+
+    An anomaly is not a failure: alerts never fail the run. Neither does an
+    error of the monitor itself (GX, the context, the webhook): the marts the
+    run built are sound, so it is logged and recorded in the monitor
+    checkpoint's details (``anomaly_error``) and the run goes on.
+    """
+    if not ctx.options.anomaly_checks or not runs:
+        return {}
+    from flows.monitor.run import run_monitor
+
+    try:
+        report = run_monitor(
+            ctx.db_url,
+            load_settings(),
+            [run.clan_tag for run in runs],
+            run_ids={run.clan_tag: run.run_id for run in runs},
+        )
+    except Exception as exc:  # noqa: BLE001 - recorded; the run is not failed by it
+        from flows.db.connect import scrub
+
+        payload = error_payload(exc, phase="monitor")
+        payload["message"] = scrub(str(payload["message"]), ctx.db_url)[:2000]
+        log().error("anomaly monitor failed (the run goes on): %s", payload["message"])
+        return {"anomaly_error": payload}
+    for change in report.changes:
+        if change.change in ("opened", "still_open"):
+            log().warning(
+                "alert %s (%s) for clan %s: %s",
+                change.change.replace("_", " "),
+                change.check_name,
+                change.clan_tag,
+                change.summary,
+            )
+        else:
+            log().info("alert resolved (%s) for clan %s", change.check_name, change.clan_tag)
+    for name, message in report.errors.items():
+        log().error("anomaly check %s could not run: %s", name, message)
+    return {"anomalies": report.summary()}
 
 
 def _health_row(conn: psycopg.Connection[Any], run: ClanRun, has_snapshots: bool) -> dict[str, Any]:

@@ -59,7 +59,7 @@ class ScriptedFault:
 
 
 #: Fields that hold sets of tags (normalised when set).
-_TAG_SETS = ("private_warlog_clans", "missing_players", "missing_clans")
+_TAG_SETS = ("private_warlog_clans", "missing_players", "missing_clans", "departed_players")
 _RATES = ("error_rate", "gateway_error_rate", "timeout_rate", "malformed_rate", "truncated_rate")
 
 
@@ -91,6 +91,8 @@ class FaultConfig:
     #: 404 notFound on /players/{tag} and on every /clans/{tag}... path.
     missing_players: set[str] = field(default_factory=set)
     missing_clans: set[str] = field(default_factory=set)
+    #: Players who left their clan: gone from its member list and member count.
+    departed_players: set[str] = field(default_factory=set)
     #: Unknown extra fields at several levels of every JSON body.
     extra_fields: bool = False
     #: Deterministic faults, used up in order (see ScriptedFault).
@@ -179,6 +181,10 @@ class FaultConfig:
     def is_missing_player(self, tag: str) -> bool:
         with self._lock:
             return tag in self.missing_players
+
+    def has_departed(self, tag: str) -> bool:
+        with self._lock:
+            return tag in self.departed_players
 
     def is_private_warlog(self, tag: str) -> bool:
         with self._lock:

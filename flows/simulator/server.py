@@ -524,9 +524,12 @@ class SimulatedClashApi:
             body = world.clan(tag, at)
             if self.faults.is_private_warlog(tag):
                 body = {**body, "isWarLogPublic": False}
+            if self.faults.departed_players:
+                members = self._staying(body["memberList"])
+                body = {**body, "memberList": members, "members": len(members)}
             return body, cache
         if kind == "members":
-            items = world.members(tag, at)
+            items = self._staying(world.members(tag, at))
             return self._page(items, query, len(items)), cache
         if kind in ("warlog", "currentwar") and self.faults.is_private_warlog(tag):
             raise _ApiError(403, "")  # the real body has no message here
@@ -544,6 +547,10 @@ class SimulatedClashApi:
         start, limit = self._window(query, RAIDS_DEFAULT_COUNT)
         items = world.capital_raid_seasons(tag, at, start + limit + 1)
         return self._page(items, query, RAIDS_DEFAULT_COUNT), cache
+
+    def _staying(self, members: list[Any]) -> list[Any]:
+        """The member list without the players a test made leave (``departed_players``)."""
+        return [m for m in members if not self.faults.has_departed(m["tag"])]
 
     @staticmethod
     def _limit(query: dict[str, list[str]], default: int) -> int:

@@ -96,6 +96,8 @@ def pipeline_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
         if (source / name).is_file():
             shutil.copy2(source / name, root / name)
     (root / "models" / "marts" / "zz_pipeline_faults.sql").write_text(_FAULT_MODEL)
+    # the monitor's GX context, so that runs write their Data Docs here, not in the repo
+    shutil.copytree(REPO / "gx", root / "gx", ignore=shutil.ignore_patterns("uncommitted"))
     return root
 
 
@@ -171,6 +173,7 @@ def built_warehouse(
         mp.setenv("DATABASE_URL", url)
         mp.setenv("CLASH_PIPELINE_HOME", str(pipeline_home))
         mp.setenv("COC_MAX_RETRIES", "1")
+        mp.setenv("CLASH_GX_DIR", str(pipeline_project / "gx"))
         mp.delenv(FAULT_ENV, raising=False)
         with SimulatedClashApi(
             seed=PIPELINE_SEED, token=PIPELINE_TOKEN, start_time=PIPELINE_T0
@@ -189,6 +192,7 @@ def warehouse(
     pg_server: Any,
     built_warehouse: BuiltWarehouse,
     pipeline_home: Path,
+    pipeline_project: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> Iterator[str]:
     """A fresh copy of the built warehouse; the environment points the pipeline at it."""
@@ -203,6 +207,7 @@ def warehouse(
     monkeypatch.setenv("DATABASE_URL", url)
     monkeypatch.setenv("CLASH_PIPELINE_HOME", str(pipeline_home))
     monkeypatch.setenv("COC_MAX_RETRIES", "1")
+    monkeypatch.setenv("CLASH_GX_DIR", str(pipeline_project / "gx"))
     monkeypatch.delenv(FAULT_ENV, raising=False)
     try:
         yield url
