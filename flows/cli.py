@@ -629,9 +629,9 @@ def demo(
     """The whole pipeline against the simulated API for a number of simulated days.
 
     Each simulated run is a real Prefect flow run (fetch, land, monitor; dbt
-    every other simulated day and on the last run, which also runs dbt's data
-    tests) against the embedded PostgreSQL (or DATABASE_URL); the simulated
-    clock advances between runs.
+    and the anomaly checks every other simulated day and on the last run,
+    which also runs dbt's data tests) against the embedded PostgreSQL (or
+    DATABASE_URL); the simulated clock advances between runs.
     """
     from flows.pipeline.options import ApiSpec, PipelineOptions
     from flows.simulator.server import SimulatedClashApi
@@ -653,7 +653,7 @@ def demo(
         dbt_project_dir=str(dbt_project) if dbt_project else None,
     )
     build_every = build_every or 2 * runs_per_day
-    land_only = PipelineOptions(**base, build_marts=False)
+    land_only = PipelineOptions(**base, build_marts=False, anomaly_checks=False)
     build = PipelineOptions(**base, transform_mode="build" if tests else "run")
     last = PipelineOptions(**base, transform_mode="build")
     reports = []
