@@ -24,7 +24,8 @@
     snapshot does not grow with the history.
 
     Planning: the aggregating CTEs are `materialized` and the table is
-    analyzed after each build (post_hook). Right after a load the planner's
+    analyzed after a build that grew it by > 10 % (post_hook analyze_if_grown:
+    a routine build skips it). Right after a load the planner's
     statistics are stale (a batch of new runs looks like a few rows) and it
     would re-run an inlined aggregate inside a nested loop once per row.
 -#}
@@ -35,7 +36,7 @@
         incremental_strategy='delete+insert',
         unique_key=['snapshot_id', 'player_tag'],
         on_schema_change='fail',
-        post_hook='analyze {{ this }}',
+        post_hook='{{ analyze_if_grown() }}',
         indexes=[
             {'columns': ['snapshot_id', 'player_tag'], 'unique': True},
             {'columns': ['clan_tag', 'snapshot_at']},

@@ -17,7 +17,8 @@
     read by the new runs' ids, which reach raw.fetch_log's indexes.
 
     Planning: the aggregating CTEs are `materialized` and the table is
-    analyzed after each build (post_hook). Right after a load the planner's
+    analyzed after a build that grew it by > 10 % (post_hook analyze_if_grown:
+    a routine build skips it). Right after a load the planner's
     statistics are stale (a batch of new runs looks like a few rows) and it
     would re-run an inlined aggregate inside a nested loop once per row.
     The unit_caps seed is analyzed first (pre_hook): a seed is loaded
@@ -32,7 +33,7 @@
         unique_key=['snapshot_id', 'player_tag'],
         on_schema_change='fail',
         pre_hook="analyze {{ ref('unit_caps') }}",
-        post_hook='analyze {{ this }}',
+        post_hook='{{ analyze_if_grown() }}',
         indexes=[
             {'columns': ['snapshot_id', 'player_tag'], 'unique': True},
             {'columns': ['clan_tag', 'snapshot_at']},
