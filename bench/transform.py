@@ -35,8 +35,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import psycopg  # noqa: E402
 
+from bench.fetch import fresh_database  # noqa: E402
 from flows.coc.ratelimit import RateLimiter  # noqa: E402
 from flows.config import load_settings  # noqa: E402
 from flows.db.connect import resolve_database_url  # noqa: E402
@@ -58,13 +58,6 @@ METRIC_MODELS = (
     "metrics",
     "roster",
 )
-
-
-def fresh_database(admin_url: str, name: str) -> str:
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'drop database if exists "{name}" with (force)')
-        conn.execute(f'create database "{name}"')
-    return psycopg.conninfo.make_conninfo(admin_url, dbname=name)
 
 
 class Bench:

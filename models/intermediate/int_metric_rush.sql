@@ -63,17 +63,7 @@ new_snapshots as (
         roster_snapshots.run_id
 
     from roster_snapshots
-    {% if is_incremental() %}
-        where
-            roster_snapshots.snapshot_at > coalesce(
-                (
-                    select max(existing.snapshot_at)
-                    from {{ this }} as existing
-                    where existing.clan_tag = roster_snapshots.clan_tag
-                ),
-                '-infinity'::timestamptz
-            )
-    {% endif %}
+    {{ after_clan_watermark('roster_snapshots') }}
 
 ),
 

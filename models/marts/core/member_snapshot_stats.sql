@@ -50,17 +50,7 @@ clan_snapshots as (
 new_snapshots as (
 
     select clan_snapshots.* from clan_snapshots
-    {% if is_incremental() %}
-        where
-            clan_snapshots.snapshot_at > coalesce(
-                (
-                    select max(existing.snapshot_at)
-                    from {{ this }} as existing
-                    where existing.clan_tag = clan_snapshots.clan_tag
-                ),
-                '-infinity'::timestamptz
-            )
-    {% endif %}
+    {{ after_clan_watermark('clan_snapshots') }}
 
 ),
 

@@ -53,17 +53,7 @@ new_snapshots as (
     select roster_snapshots.snapshot_id
 
     from roster_snapshots
-    {% if is_incremental() %}
-        where
-            roster_snapshots.snapshot_at > coalesce(
-                (
-                    select max(existing.as_of)
-                    from {{ this }} as existing
-                    where existing.clan_tag = roster_snapshots.clan_tag
-                ),
-                '-infinity'::timestamptz
-            )
-    {% endif %}
+    {{ after_clan_watermark('roster_snapshots', stored_time='as_of') }}
 
 ),
 
