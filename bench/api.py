@@ -35,18 +35,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import httpx  # noqa: E402
 
 from bench.pipeline import fresh_database, full_clans, run  # noqa: E402
-from flows.config import load_settings  # noqa: E402
-from flows.db.connect import resolve_database_url  # noqa: E402
-from flows.db.migrations import migrate  # noqa: E402
-from flows.pipeline.runtime import configure_prefect  # noqa: E402
+from clash_pipeline.orchestration.runtime import configure_prefect  # noqa: E402
+from clash_pipeline.settings import load_settings  # noqa: E402
+from clash_pipeline.warehouse.connect import resolve_database_url  # noqa: E402
+from clash_pipeline.warehouse.migrations import migrate  # noqa: E402
 
 ROUND = 250
 
 
 def build_warehouse(home: Path, seed: int) -> tuple[str, str]:
     """A fresh database with one pipeline run of a 50-member simulated clan."""
-    from flows.pipeline.options import PipelineOptions
-    from flows.simulator.server import SimulatedClashApi
+    from clash_pipeline.orchestration.options import PipelineOptions
+    from clash_pipeline.simulator.server import SimulatedClashApi
 
     os.environ["CLASH_PIPELINE_HOME"] = str(home)
     configure_prefect(home, quiet=True)
@@ -69,7 +69,16 @@ def free_port() -> int:
 
 def start_api(db_url: str, port: int, log: Path, *, body_cache: bool = True) -> subprocess.Popen:
     env = {**os.environ, "DATABASE_URL": db_url}
-    command = [sys.executable, "-m", "flows.cli", "api", "--host", "127.0.0.1", "--port", str(port)]
+    command = [
+        sys.executable,
+        "-m",
+        "clash_pipeline.cli",
+        "api",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]
     if not body_cache:
         command.append("--no-body-cache")
     process = subprocess.Popen(
@@ -257,7 +266,7 @@ def main() -> None:
                 api.terminate()
                 api.wait(timeout=15)
             if not given and not args.home:
-                from flows.db.embedded import EmbeddedPostgres
+                from clash_pipeline.warehouse.embedded import EmbeddedPostgres
 
                 EmbeddedPostgres(home).stop()
 

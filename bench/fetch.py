@@ -28,12 +28,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import psycopg  # noqa: E402
 
-from flows.coc.ratelimit import RateLimiter  # noqa: E402
-from flows.config import load_settings  # noqa: E402
-from flows.db.connect import resolve_database_url  # noqa: E402
-from flows.db.migrations import migrate  # noqa: E402
-from flows.fetch import ApiTarget, fetch_clans  # noqa: E402
-from flows.simulator.server import FaultConfig, SimulatedClashApi  # noqa: E402
+from clash_pipeline.clash_api.ratelimit import RateLimiter  # noqa: E402
+from clash_pipeline.ingest.fetch import ApiTarget, fetch_clans  # noqa: E402
+from clash_pipeline.settings import load_settings  # noqa: E402
+from clash_pipeline.simulator.server import FaultConfig, SimulatedClashApi  # noqa: E402
+from clash_pipeline.warehouse.connect import resolve_database_url  # noqa: E402
+from clash_pipeline.warehouse.migrations import migrate  # noqa: E402
 
 
 def fresh_database(admin_url: str, name: str) -> str:
@@ -81,7 +81,7 @@ def main() -> None:
                 results.append((label, outcome.land, wall, fetch_ms / 1000, sim.stats.throttled))
 
         if settings.uses_embedded_database:
-            from flows.db.embedded import EmbeddedPostgres
+            from clash_pipeline.warehouse.embedded import EmbeddedPostgres
 
             EmbeddedPostgres(settings.home).stop()
 

@@ -38,12 +38,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import psycopg  # noqa: E402
 
-from flows.config import load_settings  # noqa: E402
-from flows.db.connect import resolve_database_url  # noqa: E402
-from flows.db.migrations import migrate  # noqa: E402
-from flows.pipeline.runtime import configure_prefect  # noqa: E402
-from flows.simulator.codec import random_tag  # noqa: E402
-from flows.simulator.server import FaultConfig, SimulatedClashApi  # noqa: E402
+from clash_pipeline.orchestration.runtime import configure_prefect  # noqa: E402
+from clash_pipeline.settings import load_settings  # noqa: E402
+from clash_pipeline.simulator.codec import random_tag  # noqa: E402
+from clash_pipeline.simulator.server import FaultConfig, SimulatedClashApi  # noqa: E402
+from clash_pipeline.warehouse.connect import resolve_database_url  # noqa: E402
+from clash_pipeline.warehouse.migrations import migrate  # noqa: E402
 
 STEP = timedelta(hours=6)
 STAGES = ("start", "fetch_land", "transform", "monitor", "close")
@@ -69,9 +69,9 @@ def full_clans(sim: SimulatedClashApi, count: int, members: int = 50) -> list[st
 
 
 def run(sim: SimulatedClashApi, clans: list[str], options) -> tuple[object, float]:
-    from flows.pipeline.ingest import ingest
-    from flows.pipeline.model import RunsFailedError
-    from flows.pipeline.options import ApiSpec
+    from clash_pipeline.orchestration.flows import ingest
+    from clash_pipeline.orchestration.model import RunsFailedError
+    from clash_pipeline.orchestration.options import ApiSpec
 
     api = ApiSpec(base_url=sim.base_url, token=sim.token, source="simulator", clock="simulator")
     t0 = time.perf_counter()
@@ -104,7 +104,7 @@ def main() -> None:
         migrate(db_url)
         os.environ["DATABASE_URL"] = db_url
 
-        from flows.pipeline.options import PipelineOptions
+        from clash_pipeline.orchestration.options import PipelineOptions
 
         options = PipelineOptions(
             trigger="cli",
@@ -128,7 +128,7 @@ def main() -> None:
                 throttled = sim.stats.throttled
                 results.append((label, report, wall, requests, throttled))
 
-        from flows.db.embedded import EmbeddedPostgres
+        from clash_pipeline.warehouse.embedded import EmbeddedPostgres
 
         if settings.uses_embedded_database:
             EmbeddedPostgres(settings.home).stop()

@@ -37,13 +37,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 from bench.fetch import fresh_database  # noqa: E402
-from flows.coc.ratelimit import RateLimiter  # noqa: E402
-from flows.config import load_settings  # noqa: E402
-from flows.db.connect import resolve_database_url  # noqa: E402
-from flows.db.migrations import migrate  # noqa: E402
-from flows.fetch import ApiTarget, fetch_clans  # noqa: E402
-from flows.simulator.server import SimulatedClashApi  # noqa: E402
-from flows.transform import DbtResult, run_dbt  # noqa: E402
+from clash_pipeline.clash_api.ratelimit import RateLimiter  # noqa: E402
+from clash_pipeline.ingest.fetch import ApiTarget, fetch_clans  # noqa: E402
+from clash_pipeline.settings import load_settings  # noqa: E402
+from clash_pipeline.simulator.server import SimulatedClashApi  # noqa: E402
+from clash_pipeline.transform.dbt import DbtResult, run_dbt  # noqa: E402
+from clash_pipeline.warehouse.connect import resolve_database_url  # noqa: E402
+from clash_pipeline.warehouse.migrations import migrate  # noqa: E402
 
 STEP = timedelta(hours=6)
 VARS = {"staging_test_days": 3}
@@ -158,7 +158,7 @@ def main() -> None:
             snapshots = bench.snapshots
 
         if settings.uses_embedded_database:
-            from flows.db.embedded import EmbeddedPostgres
+            from clash_pipeline.warehouse.embedded import EmbeddedPostgres
 
             EmbeddedPostgres(settings.home).stop()
 

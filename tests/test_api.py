@@ -15,10 +15,10 @@ import psycopg
 import pytest
 from psycopg.rows import dict_row
 
-from flows.api.app import create_app
-from flows.api.client import RosterApiError, RosterClient
-from flows.api.server import BackgroundServer
-from flows.simulator import SimulatedClashApi
+from clash_pipeline.serving.app import create_app
+from clash_pipeline.serving.client import RosterApiError, RosterClient
+from clash_pipeline.serving.server import BackgroundServer
+from clash_pipeline.simulator import SimulatedClashApi
 from tests.plugins.prefect_fixtures import (
     PIPELINE_CLAN,
     PIPELINE_SEED,
@@ -327,7 +327,7 @@ def test_payload_version_changes_when_a_new_snapshot_lands_and_only_then(
 
 
 def test_the_api_connection_is_read_only(warehouse, server):
-    from flows.api.queries import Warehouse
+    from clash_pipeline.serving.queries import Warehouse
 
     readonly = Warehouse(warehouse, max_size=1)
     readonly.open()
@@ -361,7 +361,7 @@ def _api_cli(*args, env):
     full_env = {k: v for k, v in os.environ.items() if not k.startswith(("COC_", "DATABASE_URL"))}
     full_env.update(env)
     return subprocess.run(
-        [sys.executable, "-m", "flows.cli", "api", "--port", "9", *args],
+        [sys.executable, "-m", "clash_pipeline.cli", "api", "--port", "9", *args],
         capture_output=True,
         text=True,
         env=full_env,

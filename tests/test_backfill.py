@@ -17,7 +17,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from flows.backfill import (
+from clash_pipeline.ingest.backfill import (
     BackfillError,
     backfill,
     classify_body,
@@ -550,7 +550,7 @@ def _run_cli(*args, env):
     full_env = {k: v for k, v in os.environ.items() if not k.startswith(("COC_", "DATABASE_URL"))}
     full_env.update(env)
     return subprocess.run(
-        [sys.executable, "-m", "flows.cli", *args],
+        [sys.executable, "-m", "clash_pipeline.cli", *args],
         capture_output=True,
         text=True,
         env=full_env,
@@ -592,9 +592,9 @@ def test_cli_backfill_loads_quarantines_and_exits_1(migrated_db_url, tmp_path):
 def test_build_prints_nodes_and_exits_1_naming_the_failures(monkeypatch, tmp_path, migrated_db_url):
     from typer.testing import CliRunner
 
-    import flows.cli as cli
-    import flows.transform as transform
-    from flows.transform import DbtNodeResult, DbtResult
+    import clash_pipeline.cli as cli
+    import clash_pipeline.transform.dbt as transform
+    from clash_pipeline.transform.dbt import DbtNodeResult, DbtResult
 
     calls = []
 

@@ -14,7 +14,7 @@ def run_cli(*args, env=None, timeout=120):
     full_env = {k: v for k, v in os.environ.items() if not k.startswith(("COC_", "DATABASE_URL"))}
     full_env.update(env or {})
     return subprocess.run(
-        [sys.executable, "-m", "flows.cli", *args],
+        [sys.executable, "-m", "clash_pipeline.cli", *args],
         capture_output=True,
         text=True,
         env=full_env,

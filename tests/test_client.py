@@ -1,6 +1,6 @@
 """ClashClient against a real HTTP server on loopback that serves scripted faults.
 
-The fault server is deliberately tiny and lives here (not in ``flows.simulator``) so the client's
+The fault server is deliberately tiny and lives here (not in the simulator) so the client's
 retry/no-retry matrix is tested on its own: each path gets a script of replies (the last one
 repeats), and every request the server saw is recorded with its headers and arrival time.
 """
@@ -21,7 +21,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from flows.coc import (
+from clash_pipeline.clash_api import (
     ENDPOINTS,
     AccessDeniedError,
     ApiResponse,
@@ -40,8 +40,8 @@ from flows.coc import (
     TransportError,
     parse_max_age,
 )
-from flows.config import Settings
-from flows.errors import ClashPipelineError, ConfigError, InvalidTagError
+from clash_pipeline.errors import ClashPipelineError, ConfigError, InvalidTagError
+from clash_pipeline.settings import Settings
 
 TOKEN = "eyJ0eXAiOiJKV1QiLCJhbGciOiJIUzUxMiJ9.c2VjcmV0LXRva2VuLWZvci10ZXN0cw.Zm9v-SECRET-42"
 CLAN = "#2PR8R8V8P"

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from flows.config import DEFAULT_API_BASE_URL, load_settings
-from flows.errors import ConfigError, InvalidTagError
-from flows.tags import normalize_tag, tag_path
+from clash_pipeline.clash_api.tags import normalize_tag, tag_path
+from clash_pipeline.errors import ConfigError, InvalidTagError
+from clash_pipeline.settings import DEFAULT_API_BASE_URL, load_settings
 
 ENV_VARS = (
     "COC_API_TOKEN",

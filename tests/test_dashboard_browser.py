@@ -24,9 +24,9 @@ import httpx
 import psycopg
 import pytest
 
-from flows.api.app import create_app
-from flows.api.server import BackgroundServer
-from flows.simulator import SimulatedClashApi
+from clash_pipeline.serving.app import create_app
+from clash_pipeline.serving.server import BackgroundServer
+from clash_pipeline.simulator import SimulatedClashApi
 from tests.plugins.prefect_fixtures import (
     PIPELINE_CLAN,
     PIPELINE_SEED,

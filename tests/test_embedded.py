@@ -19,10 +19,10 @@ from pathlib import Path
 import psutil
 import pytest
 
-from flows.config import load_settings
-from flows.db.connect import connect, redact_url, resolve_database_url
-from flows.db.embedded import EmbeddedPostgres, _bin_dir
-from flows.errors import DatabaseError
+from clash_pipeline.errors import DatabaseError
+from clash_pipeline.settings import load_settings
+from clash_pipeline.warehouse.connect import connect, redact_url, resolve_database_url
+from clash_pipeline.warehouse.embedded import EmbeddedPostgres, _bin_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -196,7 +196,8 @@ def test_failed_start_reports_the_log_tail(embedded):
 def test_concurrent_starts_make_one_server(tmp_path):
     home = tmp_path / "race"
     script = (
-        "import sys; from pathlib import Path; from flows.db.embedded import EmbeddedPostgres; "
+        "import sys; from pathlib import Path; "
+        "from clash_pipeline.warehouse.embedded import EmbeddedPostgres; "
         "print(EmbeddedPostgres(Path(sys.argv[1])).start())"
     )
     procs = [

@@ -10,11 +10,11 @@ from datetime import UTC, datetime
 import psycopg
 import pytest
 
-from flows.coc.client import FetchRecord
-from flows.coc.ratelimit import RateLimiter
-from flows.config import load_settings
-from flows.fetch import ApiTarget, fetch_clans
-from flows.landing import ClanBundle, canonical_body, land_bundle
+from clash_pipeline.clash_api.client import FetchRecord
+from clash_pipeline.clash_api.ratelimit import RateLimiter
+from clash_pipeline.ingest.fetch import ApiTarget, fetch_clans
+from clash_pipeline.ingest.land import ClanBundle, canonical_body, land_bundle
+from clash_pipeline.settings import load_settings
 
 CLAN = "#2QG2C08UP"
 

@@ -35,14 +35,14 @@ import psycopg
 import pytest
 from psycopg.rows import dict_row
 
-from flows.coc.ratelimit import RateLimiter
-from flows.config import load_settings
-from flows.db.migrations import MIGRATIONS_DIR, migrate
-from flows.fetch import ApiTarget, fetch_clans
-from flows.simulator import DEFAULT_START, SimulatedClashApi, World
-from flows.simulator import tables as sim_tables
-from flows.simulator.codec import random_tag
-from flows.transform import DbtResult, run_dbt
+from clash_pipeline.clash_api.ratelimit import RateLimiter
+from clash_pipeline.ingest.fetch import ApiTarget, fetch_clans
+from clash_pipeline.settings import load_settings
+from clash_pipeline.simulator import DEFAULT_START, SimulatedClashApi, World
+from clash_pipeline.simulator import tables as sim_tables
+from clash_pipeline.simulator.codec import random_tag
+from clash_pipeline.transform.dbt import DbtResult, run_dbt
+from clash_pipeline.warehouse.migrations import migrate
 from tests.plugins.sim_fixtures import SIM_SEED, SIM_TOKEN
 
 RUN_STEP = timedelta(hours=6)
@@ -200,7 +200,7 @@ def scenario(pg_server, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sc
     url = pg_server.create_database(name)
     home = tmp_path_factory.mktemp("marts-members")
     try:
-        migrate(url, MIGRATIONS_DIR)
+        migrate(url)
         s = Scenario(url=url, plan=plan)
         with SimulatedClashApi(seed=SIM_SEED, token=SIM_TOKEN) as sim:
             for k in range(RUNS):

@@ -23,11 +23,11 @@ import psycopg
 import pytest
 from psycopg.rows import dict_row
 
-from flows.coc.ratelimit import RateLimiter
-from flows.config import load_settings
-from flows.db.migrations import MIGRATIONS_DIR, migrate
-from flows.fetch import ApiTarget, fetch_clans
-from flows.transform import DbtResult, dbt_build, run_dbt
+from clash_pipeline.clash_api.ratelimit import RateLimiter
+from clash_pipeline.ingest.fetch import ApiTarget, fetch_clans
+from clash_pipeline.settings import load_settings
+from clash_pipeline.transform.dbt import DbtResult, dbt_build, run_dbt
+from clash_pipeline.warehouse.migrations import migrate
 from tests.plugins.dbt_fixtures import land_samples
 
 MART_MODELS = [
@@ -100,7 +100,7 @@ def samples_marts(pg_server, samples_dir: Path, dbt_home: Path) -> Iterator[tupl
     name = f"t_marts_wars_{uuid.uuid4().hex[:8]}"
     url = pg_server.create_database(name)
     try:
-        migrate(url, MIGRATIONS_DIR)
+        migrate(url)
         land_samples(url, samples_dir)
         create_staging_views(url, dbt_home)
         yield url, build_war_marts(url, dbt_home)

@@ -34,14 +34,14 @@ import psycopg
 import pytest
 from psycopg.rows import dict_row
 
-from flows.coc.ratelimit import RateLimiter
-from flows.config import load_settings
-from flows.db.migrations import MIGRATIONS_DIR, migrate
-from flows.fetch import ApiTarget, fetch_clans
-from flows.simulator import SimulatedClashApi, World
-from flows.simulator import tables as sim_tables
-from flows.simulator.codec import random_tag
-from flows.transform import PROJECT_DIR, DbtResult, run_dbt
+from clash_pipeline.clash_api.ratelimit import RateLimiter
+from clash_pipeline.ingest.fetch import ApiTarget, fetch_clans
+from clash_pipeline.settings import load_settings
+from clash_pipeline.simulator import SimulatedClashApi, World
+from clash_pipeline.simulator import tables as sim_tables
+from clash_pipeline.simulator.codec import random_tag
+from clash_pipeline.transform.dbt import PROJECT_DIR, DbtResult, run_dbt
+from clash_pipeline.warehouse.migrations import migrate
 from tests.plugins.sim_fixtures import SIM_SEED, SIM_TOKEN
 
 START = datetime(2026, 10, 21, 8, tzinfo=UTC)
@@ -157,7 +157,7 @@ def scenario(pg_server, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sc
     url = pg_server.create_database(name)
     home = tmp_path_factory.mktemp("metrics")
     try:
-        migrate(url, MIGRATIONS_DIR)
+        migrate(url)
         s = Scenario(url=url, clan_tag=clan_tag, rejoiner=rejoiner)
         with SimulatedClashApi(seed=SIM_SEED, token=SIM_TOKEN) as sim:
             sim.clock.set(START)

@@ -9,16 +9,16 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from flows.db.connect import connect
-from flows.db.migrations import (
-    MIGRATIONS_DIR,
+from clash_pipeline.errors import MigrationError
+from clash_pipeline.project import migrations_dir
+from clash_pipeline.warehouse.connect import connect
+from clash_pipeline.warehouse.migrations import (
     MigrationResult,
     applied_migrations,
     discover,
     migrate,
     schema_version,
 )
-from flows.errors import MigrationError
 
 DATA = Path(__file__).parent / "data"
 OK = DATA / "migrations_ok"
@@ -98,7 +98,7 @@ def test_missing_folder_is_an_error(tmp_path):
 
 
 def test_default_folder_is_the_repository_one():
-    assert MIGRATIONS_DIR == Path(__file__).resolve().parents[1] / "supabase" / "migrations"
+    assert migrations_dir() == Path(__file__).resolve().parents[1] / "supabase" / "migrations"
 
 
 # -- applying ------------------------------------------------------------------------
@@ -265,7 +265,7 @@ def test_concurrent_runs_apply_each_migration_once(fresh_db_url, tmp_path):
 
 def _real_migrations() -> list:
     try:
-        return discover(MIGRATIONS_DIR)
+        return discover(migrations_dir())
     except MigrationError:
         return []
 

@@ -20,9 +20,9 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 import psycopg
 import pytest
 
-from flows.config import load_settings
-from flows.monitor.run import run_monitor
-from flows.simulator import SimulatedClashApi
+from clash_pipeline.monitor.run import run_monitor
+from clash_pipeline.settings import load_settings
+from clash_pipeline.simulator import SimulatedClashApi
 from tests.plugins.prefect_fixtures import (
     PIPELINE_CLAN,
     PIPELINE_SEED,
@@ -258,7 +258,7 @@ def test_latency_makes_a_run_slow_and_opens_a_long_duration_alert(
 def test_a_stopped_ingestion_is_noticed_by_the_scheduled_monitor_and_resolved_by_a_run(
     warehouse, sim, pipeline_project
 ):
-    from flows.pipeline.ingest import monitor_ingestion
+    from clash_pipeline.orchestration.flows import monitor_ingestion
 
     # the clan's only run happened 30 hours ago
     _rows(
@@ -356,7 +356,7 @@ def test_out_of_range_values_alert_posts_the_webhook_and_resolve(warehouse, monk
 def test_cli_alerts_lists_open_alerts(warehouse):
     from typer.testing import CliRunner
 
-    from flows.cli import app
+    from clash_pipeline.cli import app
 
     runner = CliRunner()
     result = runner.invoke(app, ["alerts"])
@@ -376,7 +376,7 @@ def test_cli_alerts_lists_open_alerts(warehouse):
 def test_cli_monitor_runs_the_checkpoint_for_a_clan(warehouse):
     from typer.testing import CliRunner
 
-    from flows.cli import app
+    from clash_pipeline.cli import app
 
     result = CliRunner().invoke(app, ["monitor", "--clan", PIPELINE_CLAN])
     assert result.exit_code == 0, result.output
@@ -405,8 +405,8 @@ def test_an_error_inside_the_monitor_is_recorded_and_does_not_fail_the_run(
 
 def test_the_committed_gx_context_is_what_the_code_writes():
     """gx/ holds one suite and validation definition per check, bounds as parameters."""
-    from flows.monitor.checks import CHECKS
-    from flows.monitor.context import CHECKPOINT, REPO_GX_DIR
+    from clash_pipeline.monitor.checks import CHECKS
+    from clash_pipeline.monitor.context import CHECKPOINT, REPO_GX_DIR
 
     checkpoint = json.loads((REPO_GX_DIR / "checkpoints" / f"{CHECKPOINT}.json").read_text())
     assert [v["name"] for v in checkpoint["validation_definitions"]] == [c.name for c in CHECKS]
@@ -425,7 +425,7 @@ def test_the_committed_gx_context_is_what_the_code_writes():
 
 
 def test_old_validation_results_are_pruned(tmp_path):
-    from flows.monitor.run import prune_results
+    from clash_pipeline.monitor.run import prune_results
 
     old = tmp_path / "uncommitted/validations/clash_freshness/__none__/20200101T000000.000000Z"
     page = tmp_path / (

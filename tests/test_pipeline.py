@@ -19,9 +19,9 @@ from datetime import timedelta
 import psycopg
 import pytest
 
-from flows.locks import AdvisoryLock, clan_lock_key
-from flows.pipeline import restore
-from flows.simulator import SimulatedClashApi
+from clash_pipeline.simulator import SimulatedClashApi
+from clash_pipeline.transform import restore
+from clash_pipeline.warehouse.locks import AdvisoryLock, clan_lock_key
 from tests.plugins.prefect_fixtures import (
     FAULT_ENV,
     FAULT_SECONDS_ENV,
@@ -154,8 +154,8 @@ def test_good_run_writes_a_checkpoint_per_phase_and_step_and_is_differential(
     assert artifact is not None and str(run.run_id) in str(artifact.data)
 
     # Re-running the transform on the same raw data changes no mart (idempotent).
-    from flows.pipeline import phases
-    from flows.pipeline.options import ApiSpec
+    from clash_pipeline.orchestration import phases
+    from clash_pipeline.orchestration.options import ApiSpec
 
     before = mart_checksums(warehouse)
     api = ApiSpec(base_url=sim.base_url, token=PIPELINE_TOKEN, source="simulator")
@@ -217,7 +217,7 @@ def test_one_changed_member_is_the_only_row_rewritten(warehouse, sim, pipeline_p
 
 def test_transient_api_errors_are_retried_then_the_run_succeeds(warehouse, sim, pipeline_project):
     """Scripted 500s: the client retries them. Maintenance: the fetch phase is retried."""
-    from flows.simulator.faults import ScriptedFault
+    from clash_pipeline.simulator.faults import ScriptedFault
 
     sim.faults.update(
         script=[ScriptedFault(path_contains="/players/", status=500, count=3)],
@@ -479,7 +479,7 @@ def test_failing_monitor_rolls_back_the_build_and_the_next_run_catches_up(
 def test_freshness_monitor_flow_notices_a_stopped_ingestion(warehouse):
     import asyncio
 
-    from flows.pipeline.ingest import monitor_ingestion
+    from clash_pipeline.orchestration.flows import monitor_ingestion
 
     state = asyncio.run(
         monitor_ingestion(clan_tags=[PIPELINE_CLAN, "#9RCRVL8V"], return_state=True)
@@ -562,7 +562,11 @@ def test_prefect_yaml_deployments_parse_and_register(prefect_harness):
     from prefect.cli.deploy._models import PrefectYamlModel
     from prefect.client.orchestration import get_client
 
-    from flows.pipeline.deployments import INGEST_FLOW, MONITOR_FLOW, load_deployment_specs
+    from clash_pipeline.orchestration.deployments import (
+        INGEST_FLOW,
+        MONITOR_FLOW,
+        load_deployment_specs,
+    )
 
     config = yaml.safe_load((REPO / "prefect.yaml").read_text())
     model = PrefectYamlModel.model_validate(config)
@@ -592,7 +596,7 @@ def test_prefect_yaml_deployments_parse_and_register(prefect_harness):
     assert [s.schedule.cron for s in monitor.schedules] == ["*/30 * * * *"]
     assert monitor.parameters == {}  # freshness hours from CLASH_MONITOR_FRESHNESS_HOURS
 
-    from flows.errors import ConfigError
+    from clash_pipeline.errors import ConfigError
 
     with pytest.raises(ConfigError, match="invalid cron"):
         load_deployment_specs(crons={INGEST_FLOW: "every hour"})
@@ -606,8 +610,8 @@ def test_cli_run_simulate_is_one_pipeline_run(
 ):
     from typer.testing import CliRunner
 
-    from flows.cli import app
-    from flows.errors import ConfigError
+    from clash_pipeline.cli import app
+    from clash_pipeline.errors import ConfigError
 
     monkeypatch.setenv("COC_REQUESTS_PER_SECOND", "200")
     saved_environ = dict(os.environ)  # the command sets Prefect's defaults in os.environ
@@ -637,7 +641,7 @@ def test_cli_serve_check_lists_the_schedules(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("COC_", "DATABASE_URL"))}
     env.update(CLASH_PIPELINE_HOME=str(tmp_path), CLASH_INGEST_CRON="0 */2 * * *")
     result = subprocess.run(
-        [sys.executable, "-m", "flows.cli", "serve", "--check"],
+        [sys.executable, "-m", "clash_pipeline.cli", "serve", "--check"],
         capture_output=True,
         text=True,
         env=env,

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from flows.coc.ratelimit import LimiterStats, RateLimiter
+from clash_pipeline.clash_api.ratelimit import LimiterStats, RateLimiter
 
 
 class VirtualTime:

@@ -15,10 +15,10 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 
-from flows.simulator import DEFAULT_START, SPLIT_INSTANT, FaultConfig, SimulatedClashApi
-from flows.simulator.faults import TokenBucket
-from flows.simulator.tables import unit_cap
-from flows.tags import tag_path
+from clash_pipeline.clash_api.tags import tag_path
+from clash_pipeline.simulator import DEFAULT_START, SPLIT_INSTANT, FaultConfig, SimulatedClashApi
+from clash_pipeline.simulator.faults import TokenBucket
+from clash_pipeline.simulator.tables import unit_cap
 from tests.plugins.sim_fixtures import SIM_SEED, SIM_TOKEN, make_sim_client
 
 CLAN = "#2PR8R8V8P"
@@ -138,7 +138,7 @@ def test_same_seed_tag_and_time_give_identical_bytes_in_any_order(sim_api_sessio
 _WORLD_DIGEST = """
 import hashlib, json
 from datetime import datetime, timezone
-from flows.simulator import World
+from clash_pipeline.simulator import World
 w = World(7)
 t = datetime(2026, 11, 3, 12, tzinfo=timezone.utc)
 clan = "#2PR8R8V8P"
@@ -876,7 +876,7 @@ def test_concurrent_requests_match_sequential_answers(sim_api_session):
 
 def test_serve_forever_prints_the_base_url_and_stops_on_ctrl_c():
     code = (
-        "from flows.simulator import serve_forever; "
+        "from clash_pipeline.simulator import serve_forever; "
         "serve_forever(host='127.0.0.1', port=0, seed=1, token='cli-token')"
     )
     process = subprocess.Popen(

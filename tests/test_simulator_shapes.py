@@ -17,8 +17,8 @@ from typing import Any
 import httpx
 import pytest
 
-from flows.simulator import SimulatedClashApi
-from flows.tags import tag_path
+from clash_pipeline.clash_api.tags import tag_path
+from clash_pipeline.simulator import SimulatedClashApi
 
 CLAN = "#2PR8R8V8P"
 SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "samples"

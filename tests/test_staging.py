@@ -18,9 +18,9 @@ import pytest
 from psycopg.conninfo import make_conninfo
 from psycopg.rows import dict_row
 
-from flows import transform
-from flows.errors import ClashPipelineError
-from flows.transform import (
+from clash_pipeline.errors import ClashPipelineError
+from clash_pipeline.transform import dbt as transform
+from clash_pipeline.transform.dbt import (
     DbtError,
     DbtNodeResult,
     DbtResult,

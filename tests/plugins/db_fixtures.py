@@ -24,8 +24,8 @@ import pytest
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
-from flows.db.embedded import EmbeddedPostgres
-from flows.db.migrations import MIGRATIONS_DIR, migrate
+from clash_pipeline.warehouse.embedded import EmbeddedPostgres
+from clash_pipeline.warehouse.migrations import migrate
 
 TEST_DATABASE_URL_ENV = "CLASH_TEST_DATABASE_URL"
 
@@ -105,5 +105,5 @@ def fresh_db_url(pg_server: PgServer, request: pytest.FixtureRequest) -> Iterato
 
 @pytest.fixture
 def migrated_db_url(fresh_db_url: str) -> str:
-    migrate(fresh_db_url, MIGRATIONS_DIR)
+    migrate(fresh_db_url)
     return fresh_db_url

@@ -3,7 +3,7 @@
 - ``samples_dir`` (session): ``/work/shared/samples`` (or ``CLASH_SAMPLES_DIR``);
   the test is skipped when the folder is absent.
 - :func:`land_samples`: every sample file becomes a fetch-log row (and, for a
-  200, a payload) through :func:`flows.landing.land_bundle`, with the endpoint,
+  200, a payload) through :func:`clash_pipeline.ingest.land.land_bundle`, with the endpoint,
   tags and fetch time it was recorded with. Files recorded together (one
   warfroggy data directory) land as one run; ``fetch_log.source_file`` is the
   file's path relative to the samples folder, so tests can find its rows.
@@ -27,11 +27,11 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from flows.coc.client import ENDPOINTS, FetchRecord, parse_max_age
-from flows.db.migrations import MIGRATIONS_DIR, migrate
-from flows.landing import ClanBundle, land_bundle
-from flows.tags import tag_path
-from flows.transform import DbtResult, dbt_build
+from clash_pipeline.clash_api.client import ENDPOINTS, FetchRecord, parse_max_age
+from clash_pipeline.clash_api.tags import tag_path
+from clash_pipeline.ingest.land import ClanBundle, land_bundle
+from clash_pipeline.transform.dbt import DbtResult, dbt_build
+from clash_pipeline.warehouse.migrations import migrate
 
 SAMPLES_DIR_ENV = "CLASH_SAMPLES_DIR"
 DEFAULT_SAMPLES_DIR = Path(__file__).resolve().parents[3] / "shared" / "samples"
@@ -323,7 +323,7 @@ def staging_db(
     name = f"t_staging_{uuid.uuid4().hex[:8]}"
     url = pg_server.create_database(name)
     try:
-        migrate(url, MIGRATIONS_DIR)
+        migrate(url)
         landed = land_samples(url, samples_dir)
         home = tmp_path_factory.mktemp("dbt-home")
         # staging tests look at recent fetches only by default; the samples

@@ -115,7 +115,7 @@ class BuiltWarehouse:
 
 def pipeline_options(project: Path, **overrides: Any) -> Any:
     """Fast, test-friendly pipeline options (no waiting between retries)."""
-    from flows.pipeline.options import PipelineOptions
+    from clash_pipeline.orchestration.options import PipelineOptions
 
     values: dict[str, Any] = {
         "trigger": "test",
@@ -134,9 +134,9 @@ def run_pipeline(
     sim: Any, options: Any, clans: list[str] | None = None, *, single_clan_flow: bool = False
 ) -> Any:
     """One ``clash-ingest`` (or ``clash-ingest-clan``) flow run on the simulator; its report."""
-    from flows.pipeline.ingest import ingest, ingest_clan
-    from flows.pipeline.model import IngestReport, RunsFailedError
-    from flows.pipeline.options import ApiSpec
+    from clash_pipeline.orchestration.flows import ingest, ingest_clan
+    from clash_pipeline.orchestration.model import IngestReport, RunsFailedError
+    from clash_pipeline.orchestration.options import ApiSpec
 
     api = ApiSpec(base_url=sim.base_url, token=sim.token, source="simulator", clock="simulator")
     if single_clan_flow:
@@ -162,12 +162,12 @@ def built_warehouse(
     pipeline_project: Path,
     pipeline_home: Path,
 ) -> Iterator[BuiltWarehouse]:
-    from flows.db.migrations import MIGRATIONS_DIR, migrate
-    from flows.simulator import SimulatedClashApi
+    from clash_pipeline.simulator import SimulatedClashApi
+    from clash_pipeline.warehouse.migrations import migrate
 
     name = f"t_pipeline_template_{uuid.uuid4().hex[:8]}"
     url = pg_server.create_database(name)
-    migrate(url, MIGRATIONS_DIR)
+    migrate(url)
     mp = pytest.MonkeyPatch()
     try:
         mp.setenv("DATABASE_URL", url)

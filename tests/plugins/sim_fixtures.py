@@ -1,4 +1,4 @@
-"""Fixtures for the simulated Clash of Clans API (flows.simulator).
+"""Fixtures for the simulated Clash of Clans API (clash_pipeline.simulator).
 
 * ``sim_api``: a fresh server per test (seed 7, token "test-token", frozen clock at
   the default start, 2026-11-02T08:00Z); change its clock and faults freely.
@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from flows.simulator import SimulatedClashApi
+from clash_pipeline.simulator import SimulatedClashApi
 
 SIM_SEED = 7
 SIM_TOKEN = "test-token"  # noqa: S105 - the simulator's token opens nothing else

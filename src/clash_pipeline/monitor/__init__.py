@@ -1,0 +1,10 @@
+"""The anomaly monitor: Great Expectations suites over the health mart and the marts.
+
+* :mod:`clash_pipeline.monitor.checks`: the checks (one GX query asset, suite and
+  validation definition each) and the SQL bounds passed as expectation parameters;
+* :mod:`clash_pipeline.monitor.context`: (re)writes the committed GX file context in ``gx/``;
+* :mod:`clash_pipeline.monitor.run`: runs the checkpoint and turns its results into findings;
+* :mod:`clash_pipeline.monitor.alerts`: the alert lifecycle in ``ops.alerts`` and the webhook.
+
+Great Expectations is imported lazily (it takes seconds to import).
+"""

@@ -1,0 +1,171 @@
+"""Plain values passed between the pipeline's tasks (no clients, no connections)."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from clash_pipeline.errors import ClashPipelineError
+from clash_pipeline.orchestration.options import ApiSpec, PipelineOptions
+from clash_pipeline.warehouse.runs import RunRecorder, error_payload
+
+#: Transform steps recorded per run: (ops step name, dbt model).
+TRANSFORM_STEPS: tuple[tuple[str, str], ...] = (
+    ("upsert_members", "members"),
+    ("write_snapshot", "roster_snapshots"),
+    ("write_stats", "member_snapshot_stats"),
+    ("metrics", "metrics"),
+)
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """Everything a task needs to know about the batch: settings, DSN, versions."""
+
+    db_url: str = field(repr=False)
+    home: Path
+    api: ApiSpec
+    options: PipelineOptions
+    schema_version: str
+    project_dir: Path
+    batch_id: uuid.UUID
+    flow_run_id: uuid.UUID | None
+    requests_per_second: float
+    max_concurrency: int
+    request_timeout: float
+    request_retries: int
+
+    def recorder(self, run: ClanRun) -> RunRecorder:
+        """The ops writer of one run (a short connection per write)."""
+        return RunRecorder(
+            db_url=self.db_url,
+            kind="ingest",
+            clan_tags=[run.clan_tag],
+            schema_version=self.schema_version,
+            trigger=self.options.trigger,
+            run_id=run.run_id,
+            flow_run_id=self.flow_run_id,
+            started_at=run.started_at,
+        )
+
+
+@dataclass
+class ClanRun:
+    """One clan's run: its ops row, counters and outcome."""
+
+    clan_tag: str
+    run_id: uuid.UUID
+    started_at: datetime
+    status: str = "running"  # running | succeeded | failed | skipped
+    error: dict[str, Any] | None = None
+    landed: bool = False
+    snapshot_at: datetime | None = None
+    requests: int = 0
+    failed_requests: int = 0
+    retries: int = 0
+    throttled: int = 0
+    bytes_received: int = 0
+    payloads_new: int = 0
+    bytes_stored: int = 0
+    members: int = 0
+    rows_changed: int | None = None
+    phase_ms: dict[str, int] = field(default_factory=dict)
+    failed_request_list: list[dict[str, Any]] = field(default_factory=list)
+    health: dict[str, Any] | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.status == "running"
+
+    def fail(self, phase: str, exc: BaseException) -> None:
+        """Mark the run failed by ``phase`` (the first failure is the one kept)."""
+        if self.status == "failed":
+            return
+        self.status = "failed"
+        self.error = error_payload(exc, phase=phase)
+
+    def counters(self) -> dict[str, int]:
+        return {
+            "requests": self.requests,
+            "failed_requests": self.failed_requests,
+            "retries": self.retries,
+            "throttled": self.throttled,
+            "bytes_received": self.bytes_received,
+            "payloads_new": self.payloads_new,
+            "bytes_stored": self.bytes_stored,
+        }
+
+
+@dataclass
+class StepResult:
+    """One mart step of the transform, for one clan."""
+
+    step: str
+    model: str
+    status: str
+    seconds: float = 0.0
+    rows_written: int | None = None
+    rows_changed: int | None = None
+    rows_affected: int | None = None  # dbt's figure for the whole batch
+
+
+@dataclass
+class BuildOutcome:
+    """What the batch's dbt build did."""
+
+    build_id: uuid.UUID
+    scope: str
+    seconds: float
+    nodes: dict[str, int] = field(default_factory=dict)  # status -> count
+    steps: dict[str, list[StepResult]] = field(default_factory=dict)  # clan tag -> steps
+
+
+@dataclass
+class IngestReport:
+    """What one ``ingest`` flow run did: every clan's run, the build, wall time by stage."""
+
+    batch_id: uuid.UUID
+    flow_run_id: uuid.UUID | None
+    runs: list[ClanRun] = field(default_factory=list)
+    build: BuildOutcome | None = None
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+    wall_seconds: float = 0.0
+
+    @property
+    def failed(self) -> list[ClanRun]:
+        return [r for r in self.runs if r.status == "failed"]
+
+    @property
+    def skipped(self) -> list[ClanRun]:
+        return [r for r in self.runs if r.status == "skipped"]
+
+    @property
+    def succeeded(self) -> list[ClanRun]:
+        return [r for r in self.runs if r.status == "succeeded"]
+
+    def run_for(self, clan_tag: str) -> ClanRun:
+        for run in self.runs:
+            if run.clan_tag == clan_tag:
+                return run
+        raise KeyError(clan_tag)
+
+
+class RunsFailedError(ClashPipelineError):
+    """Some clan runs of a pipeline run failed; ``report`` has every run's outcome."""
+
+    def __init__(self, report: IngestReport) -> None:
+        failed = report.failed
+        first = failed[0].error or {}
+        clans = ", ".join(r.clan_tag for r in failed)
+        super().__init__(
+            f"{len(failed)} of {len(report.runs)} clan run(s) failed ({clans}): "
+            f"{first.get('phase', '?')}: {first.get('message', 'unknown error')}",
+            hint=first.get("hint") or "see ops.ingest_runs.error and ops.ingest_logs of the run",
+        )
+        self.report = report
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.report,))

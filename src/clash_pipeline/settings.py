@@ -1,0 +1,180 @@
+"""One typed settings object, read from the environment and an optional ``.env``.
+
+Every setting has an environment variable (the names users type); a missing or
+invalid value raises :class:`~clash_pipeline.errors.ConfigError` with one line naming the
+variable and what to do. No module-level settings object exists: callers pass
+``Settings`` (or values taken from it) explicitly, so tests never patch globals.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+from urllib.parse import urlsplit
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from clash_pipeline.clash_api.tags import normalize_tag
+from clash_pipeline.errors import ConfigError
+
+DEFAULT_API_BASE_URL = "https://api.clashofclans.com/v1"
+
+# Field name -> environment variable, for error messages.
+_ENV_NAMES = {
+    "coc_api_token": "COC_API_TOKEN",
+    "coc_api_base_url": "COC_API_BASE_URL",
+    "coc_clan_tags": "COC_CLAN_TAGS",
+    "coc_requests_per_second": "COC_REQUESTS_PER_SECOND",
+    "coc_max_concurrency": "COC_MAX_CONCURRENCY",
+    "coc_timeout_seconds": "COC_TIMEOUT_SECONDS",
+    "coc_max_retries": "COC_MAX_RETRIES",
+    "database_url": "DATABASE_URL",
+    "clash_pipeline_home": "CLASH_PIPELINE_HOME",
+    "clash_gx_dir": "CLASH_GX_DIR",
+    "clash_monitor_roster_drop_share": "CLASH_MONITOR_ROSTER_DROP_SHARE",
+    "clash_monitor_roster_drop_members": "CLASH_MONITOR_ROSTER_DROP_MEMBERS",
+    "clash_monitor_zero_delta_runs": "CLASH_MONITOR_ZERO_DELTA_RUNS",
+    "clash_monitor_duration_factor": "CLASH_MONITOR_DURATION_FACTOR",
+    "clash_monitor_duration_floor_seconds": "CLASH_MONITOR_DURATION_FLOOR_SECONDS",
+    "clash_monitor_failed_player_share": "CLASH_MONITOR_FAILED_PLAYER_SHARE",
+    "clash_monitor_freshness_hours": "CLASH_MONITOR_FRESHNESS_HOURS",
+    "clash_alert_webhook_url": "CLASH_ALERT_WEBHOOK_URL",
+}
+
+
+class Settings(BaseSettings):
+    """Settings of one process. Construct with :func:`load_settings`."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        case_sensitive=False,
+        validate_default=True,
+    )
+
+    coc_api_token: SecretStr | None = Field(
+        default=None, description="Clash of Clans API token (developer.clashofclans.com)."
+    )
+    coc_api_base_url: str = Field(
+        default=DEFAULT_API_BASE_URL, description="API base URL; point it at a proxy if needed."
+    )
+    coc_clan_tags: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Clan tags to ingest, comma-separated."
+    )
+    coc_requests_per_second: float = Field(default=10.0, gt=0, le=1000)
+    coc_max_concurrency: int = Field(default=8, ge=1, le=256)
+    coc_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    coc_max_retries: int = Field(default=4, ge=0, le=20)
+    database_url: str | None = Field(
+        default=None, description="PostgreSQL URL; unset means the embedded PostgreSQL."
+    )
+    clash_pipeline_home: Path = Field(
+        default=Path(".clash-pipeline"), description="Local state: embedded database, logs."
+    )
+    # The anomaly monitor (clash_pipeline.monitor; README "Monitor and alerts").
+    clash_gx_dir: Path | None = Field(
+        default=None, description="Great Expectations project folder; unset: the repo's gx/."
+    )
+    clash_monitor_roster_drop_share: float = Field(default=0.2, gt=0, le=1)
+    clash_monitor_roster_drop_members: int = Field(default=5, ge=1, le=50)
+    clash_monitor_zero_delta_runs: int = Field(default=6, ge=1, le=1000)
+    clash_monitor_duration_factor: float = Field(default=3.0, gt=0, le=100)
+    clash_monitor_duration_floor_seconds: float = Field(default=60.0, ge=0, le=86400)
+    clash_monitor_failed_player_share: float = Field(default=0.1, ge=0, le=1)
+    clash_monitor_freshness_hours: float = Field(default=25.0, gt=0, le=24 * 365)
+    clash_alert_webhook_url: SecretStr | None = Field(
+        default=None, description="Slack-compatible webhook for alerts opening and resolving."
+    )
+
+    @field_validator("clash_alert_webhook_url", mode="before")
+    @classmethod
+    def _check_webhook_url(cls, value: object) -> object:
+        if value is None or (isinstance(value, str) and not value.strip()):
+            return None
+        if isinstance(value, str):
+            parts = urlsplit(value.strip())
+            if parts.scheme not in ("http", "https") or not parts.netloc:
+                raise ValueError("must be an http(s) URL such as https://hooks.slack.com/...")
+            return value.strip()
+        return value
+
+    @field_validator("coc_api_token", mode="before")
+    @classmethod
+    def _empty_token_is_none(cls, value: object) -> object:
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value
+
+    @field_validator("coc_api_base_url")
+    @classmethod
+    def _check_base_url(cls, value: str) -> str:
+        parts = urlsplit(value.strip())
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError("must be an http(s) URL such as https://api.clashofclans.com/v1")
+        return value.strip().rstrip("/")
+
+    @field_validator("coc_clan_tags", mode="before")
+    @classmethod
+    def _split_tags(cls, value: object) -> object:
+        if value is None:
+            return []
+        if isinstance(value, str):
+            value = [part for part in value.split(",") if part.strip()]
+        if isinstance(value, (list, tuple)):
+            tags: list[str] = []
+            for item in value:
+                tag = normalize_tag(item, kind="clan tag")
+                if tag not in tags:
+                    tags.append(tag)
+            return tags
+        raise ValueError("must be comma-separated clan tags such as #2PR8R8V8P,#9QL0C0YR")
+
+    @field_validator("database_url", mode="before")
+    @classmethod
+    def _check_database_url(cls, value: object) -> object:
+        if value is None or (isinstance(value, str) and not value.strip()):
+            return None
+        if isinstance(value, str):
+            scheme = urlsplit(value.strip()).scheme
+            if scheme not in ("postgresql", "postgres"):
+                raise ValueError("must be a postgresql:// URL")
+            return value.strip()
+        return value
+
+    @property
+    def home(self) -> Path:
+        return self.clash_pipeline_home.expanduser().resolve()
+
+    @property
+    def uses_embedded_database(self) -> bool:
+        return self.database_url is None
+
+    def api_token(self) -> str | None:
+        """The token in clear, for the Authorization header only."""
+        return self.coc_api_token.get_secret_value() if self.coc_api_token else None
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read settings from the environment (and ``.env``), or raise ConfigError in one line."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        field = str(error["loc"][0]) if error["loc"] else "settings"
+        env = _ENV_NAMES.get(field, field.upper())
+        reason = str(error.get("msg", "invalid value")).removeprefix("Value error, ")
+        raise ConfigError(
+            f"{env} is invalid: {reason}",
+            hint=f"fix {env} in the environment or in .env",
+        ) from None
+    except Exception as exc:  # InvalidTagError raised inside a validator
+        from clash_pipeline.errors import ClashPipelineError
+
+        if isinstance(exc, ClashPipelineError):
+            raise ConfigError(
+                f"COC_CLAN_TAGS is invalid: {exc.message}",
+                hint="fix COC_CLAN_TAGS in the environment or in .env",
+            ) from None
+        raise

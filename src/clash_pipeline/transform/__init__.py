@@ -1,0 +1,1 @@
+"""The transform: dbt run in-process (:mod:`.dbt`) inside a restore point (:mod:`.restore`)."""

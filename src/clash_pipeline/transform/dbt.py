@@ -1,0 +1,323 @@
+"""Run dbt in-process against the warehouse.
+
+:func:`run_dbt` calls ``dbt.cli.main.dbtRunner`` with everything a run needs
+and nothing left in the repository:
+
+* the profile is ``<home>/dbt/profiles.yml``, a copy of the repository's
+  ``profiles.yml.example``, which reads ``CLASH_DB_HOST``/``PORT``/``USER``/
+  ``PASSWORD``/``NAME``; those variables are filled in from the database URL for
+  the duration of the invocation (libpq options such as ``sslmode`` go to the
+  matching ``PG*`` variables, which psycopg2 reads);
+* the target and log folders are ``<home>/dbt/target`` and ``<home>/dbt/logs``.
+
+dbt keeps global state (flags, adapters, logging), so two invocations must
+never overlap in one process: a module lock serialises them. Across processes
+and machines the orchestrator serialises dbt runs per warehouse.
+
+``run_dbt`` returns a :class:`DbtResult` (per-node status, time and rows) even
+when models or tests fail; :meth:`DbtResult.raise_for_status` turns a failed
+run into a :class:`DbtRunError`. A dbt that cannot run at all (bad arguments,
+a project that does not parse, an unreachable database) raises
+:class:`DbtError` straight away. Messages are one line and never contain the
+database password.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
+
+from clash_pipeline import project
+from clash_pipeline.errors import ClashPipelineError
+from clash_pipeline.warehouse.connect import scrub
+
+__all__ = [
+    "DbtError",
+    "DbtNodeResult",
+    "DbtResult",
+    "DbtRunError",
+    "dbt_build",
+    "dbt_env",
+    "prepare_profiles",
+    "run_dbt",
+]
+
+
+# dbt's flags, adapters and loggers are process-global: one invocation at a time.
+_DBT_LOCK = threading.Lock()
+
+# Connection options the profile does not carry, passed through libpq's
+# environment variables (psycopg2, under dbt-postgres, is libpq).
+_LIBPQ_ENV = {
+    "sslmode": "PGSSLMODE",
+    "sslrootcert": "PGSSLROOTCERT",
+    "sslcert": "PGSSLCERT",
+    "sslkey": "PGSSLKEY",
+    "options": "PGOPTIONS",
+    "target_session_attrs": "PGTARGETSESSIONATTRS",
+}
+
+# Statuses of nodes that make a run unsuccessful.
+_FAILED_STATUSES = frozenset({"error", "fail", "runtime error"})
+_SUMMARY_ITEMS = 3
+_MESSAGE_CHARS = 300
+
+
+class DbtError(ClashPipelineError):
+    """dbt could not run (bad arguments, unparsable project, unreachable database)."""
+
+    def __init__(
+        self, message: str, hint: str | None = None, result: DbtResult | None = None
+    ) -> None:
+        super().__init__(message, hint)
+        self.result = result
+
+
+class DbtRunError(DbtError):
+    """dbt ran, but some models, tests or seeds failed; ``result`` has the details."""
+
+
+@dataclass(frozen=True)
+class DbtNodeResult:
+    """One node of an invocation: a model, test, unit test, seed or snapshot."""
+
+    unique_id: str
+    name: str
+    resource_type: str
+    status: str
+    execution_time: float
+    rows_affected: int | None = None
+    failures: int | None = None
+    message: str | None = None
+
+    @property
+    def failed(self) -> bool:
+        return self.status in _FAILED_STATUSES
+
+
+@dataclass
+class DbtResult:
+    """What one dbt invocation did."""
+
+    args: list[str]
+    success: bool
+    nodes: list[DbtNodeResult] = field(default_factory=list)
+    error_summary: str | None = None
+    elapsed_seconds: float = 0.0
+
+    @property
+    def failed(self) -> list[DbtNodeResult]:
+        return [n for n in self.nodes if n.failed]
+
+    def node(self, name: str, resource_type: str = "model") -> DbtNodeResult:
+        """The result of the node called ``name`` (a model unless told otherwise)."""
+        for n in self.nodes:
+            if n.name == name and n.resource_type == resource_type:
+                return n
+        raise KeyError(f"no {resource_type} named {name!r} in this dbt result")
+
+    def raise_for_status(self) -> DbtResult:
+        """Raise :class:`DbtRunError` when the invocation failed; return self otherwise."""
+        if not self.success:
+            raise DbtRunError(
+                self.error_summary or f"dbt {self.args[0]} failed",
+                hint="see the dbt log under <home>/dbt/logs for the full error",
+                result=self,
+            )
+        return self
+
+
+def prepare_profiles(home: Path, project_dir: Path | None = None) -> Path:
+    """Copy ``profiles.yml.example`` to ``<home>/dbt/profiles.yml``; return the folder."""
+    profiles_dir = Path(home) / "dbt"
+    profiles_dir.mkdir(parents=True, exist_ok=True)
+    template = (project_dir or project.project_dir()) / "profiles.yml.example"
+    if not template.is_file():
+        raise DbtError(
+            f"dbt profile template {template} is missing",
+            hint="reinstall clash-pipeline (it ships the template) or fix CLASH_PROJECT_DIR",
+        )
+    target = profiles_dir / "profiles.yml"
+    text = template.read_text(encoding="utf-8")
+    if not target.is_file() or target.read_text(encoding="utf-8") != text:
+        target.write_text(text, encoding="utf-8")
+    return profiles_dir
+
+
+def dbt_env(db_url: str) -> dict[str, str]:
+    """The environment variables the profile reads, taken from a URL or DSN."""
+    try:
+        params = conninfo_to_dict(db_url)
+    except psycopg.Error:
+        raise DbtError(
+            "the database URL cannot be parsed",
+            hint="use postgresql://USER:PASSWORD@HOST:PORT/DBNAME",
+        ) from None
+    user = str(params.get("user") or os.environ.get("PGUSER") or "postgres")
+    env = {
+        "CLASH_DB_HOST": str(params.get("host") or params.get("hostaddr") or "127.0.0.1"),
+        "CLASH_DB_PORT": str(params.get("port") or "5432"),
+        "CLASH_DB_USER": user,
+        "CLASH_DB_PASSWORD": str(params.get("password") or ""),
+        "CLASH_DB_NAME": str(params.get("dbname") or user),
+    }
+    for option, variable in _LIBPQ_ENV.items():
+        if params.get(option):
+            env[variable] = str(params[option])
+    return env
+
+
+def run_dbt(
+    args: Sequence[str],
+    *,
+    db_url: str,
+    home: Path,
+    full_refresh: bool = False,
+    vars: Mapping[str, Any] | None = None,
+    project_dir: Path | None = None,
+) -> DbtResult:
+    """Run one dbt command (``args`` as on the command line, without ``dbt``).
+
+    Returns the per-node results, failed nodes included; raises :class:`DbtError`
+    when dbt cannot run at all.
+    """
+    from dbt.cli.main import dbtRunner  # dbt is slow to import: only when used
+
+    if not args:
+        raise DbtError("no dbt command given", hint="e.g. run_dbt(['build'], ...)")
+    full_args = [str(a) for a in args]
+    if full_refresh and "--full-refresh" not in full_args:
+        full_args.append("--full-refresh")
+    if vars:
+        full_args += ["--vars", json.dumps(dict(vars), default=str)]
+
+    project_dir = project_dir or project.project_dir()
+    profiles_dir = Path(home) / "dbt"
+    env = dbt_env(db_url) | {
+        "DBT_PROJECT_DIR": str(project_dir),
+        "DBT_PROFILES_DIR": str(profiles_dir),
+        "DBT_TARGET_PATH": str(profiles_dir / "target"),
+        "DBT_LOG_PATH": str(profiles_dir / "logs"),
+        "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
+        "DBT_VERSION_CHECK": "false",
+        "DBT_USE_COLORS": "false",
+    }
+
+    started = time.perf_counter()
+    with _DBT_LOCK, _environ(env):
+        prepare_profiles(Path(home), project_dir)
+        try:
+            outcome = dbtRunner().invoke(full_args)
+        except Exception as exc:  # noqa: BLE001 - dbt's own crash, reported in one line
+            raise DbtError(
+                f"dbt {full_args[0]} crashed: {_one_line(str(exc), db_url)}",
+                hint="see the dbt log under <home>/dbt/logs",
+            ) from None
+    elapsed = time.perf_counter() - started
+
+    if outcome.exception is not None:
+        raise DbtError(
+            f"dbt {full_args[0]} could not run: {_one_line(str(outcome.exception), db_url)}",
+            hint="check the database URL and that the dbt project parses (dbt parse)",
+        )
+    nodes = _node_results(outcome.result, db_url)
+    result = DbtResult(
+        args=full_args,
+        success=bool(outcome.success),
+        nodes=nodes,
+        elapsed_seconds=round(elapsed, 3),
+    )
+    if not result.success:
+        result.error_summary = _summary(full_args[0], nodes)
+    return result
+
+
+def dbt_build(
+    db_url: str,
+    home: Path,
+    full_refresh: bool = False,
+    select: str | Sequence[str] | None = None,
+    *,
+    vars: Mapping[str, Any] | None = None,
+) -> DbtResult:
+    """``dbt build`` (optionally ``--select``), returning the per-node results."""
+    args = ["build"]
+    if select:
+        args += ["--select", *([select] if isinstance(select, str) else list(select))]
+    return run_dbt(args, db_url=db_url, home=home, full_refresh=full_refresh, vars=vars)
+
+
+@contextmanager
+def _environ(values: Mapping[str, str]) -> Iterator[None]:
+    """Set environment variables for the duration of the block, then restore them."""
+    saved = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, old in saved.items():
+            if old is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = old
+
+
+def _node_results(result: Any, db_url: str) -> list[DbtNodeResult]:
+    """Per-node results of commands that run nodes (build, run, test, seed, ...)."""
+    items = getattr(result, "results", None)
+    if not isinstance(items, list):
+        return []
+    nodes: list[DbtNodeResult] = []
+    for item in items:
+        node = getattr(item, "node", None)
+        if node is None:
+            continue
+        status = getattr(item.status, "value", item.status)
+        adapter_response = getattr(item, "adapter_response", None) or {}
+        rows = adapter_response.get("rows_affected")
+        message = getattr(item, "message", None)
+        age = getattr(item, "age", None)  # source freshness: seconds since last load
+        if not message and isinstance(age, int | float):
+            message = f"{status}: last loaded {age / 3600:.1f} h ago"
+        nodes.append(
+            DbtNodeResult(
+                unique_id=node.unique_id,
+                name=node.name,
+                resource_type=str(getattr(node.resource_type, "value", node.resource_type)),
+                status=str(status).lower(),
+                execution_time=round(float(getattr(item, "execution_time", 0.0) or 0.0), 3),
+                rows_affected=rows if isinstance(rows, int) and rows >= 0 else None,
+                failures=getattr(item, "failures", None),
+                message=_one_line(str(message), db_url) if message else None,
+            )
+        )
+    return nodes
+
+
+def _summary(command: str, nodes: list[DbtNodeResult]) -> str:
+    failed = [n for n in nodes if n.failed]
+    if not failed:
+        return f"dbt {command} failed (no failing node reported; see the dbt log)"
+    parts = [f"{n.resource_type} {n.name} {n.status}: {n.message or 'no message'}" for n in failed]
+    shown = "; ".join(parts[:_SUMMARY_ITEMS])
+    more = len(parts) - _SUMMARY_ITEMS
+    suffix = f"; and {more} more" if more > 0 else ""
+    return f"dbt {command} failed, {len(failed)} node(s): {shown}{suffix}"
+
+
+def _one_line(text: str, db_url: str) -> str:
+    line = " ".join(part.strip() for part in text.strip().splitlines() if part.strip())
+    line = scrub(line, db_url)
+    if len(line) > _MESSAGE_CHARS:
+        line = line[: _MESSAGE_CHARS - 1] + "…"
+    return line

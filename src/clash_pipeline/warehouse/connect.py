@@ -1,0 +1,120 @@
+"""Which PostgreSQL to use, and connecting to it with errors a user can act on.
+
+``DATABASE_URL`` wins; without it the embedded PostgreSQL in
+``CLASH_PIPELINE_HOME`` is started (or reused) and its URL returned. Passwords
+never appear in messages: use :func:`redact_url` whenever a URL is shown.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
+
+from clash_pipeline.errors import DatabaseError
+from clash_pipeline.warehouse.embedded import EmbeddedPostgres
+
+if TYPE_CHECKING:
+    from clash_pipeline.settings import Settings
+
+CONNECT_TIMEOUT_SECONDS = 5
+CONNECT_HINT = "check DATABASE_URL, or unset it to use the embedded database"
+
+_URI_SCHEMES = ("postgresql", "postgres")
+_URI_IN_TEXT = re.compile(r"postgres(?:ql)?://[^\s\"']+")
+_PASSWORD_PARAM = re.compile(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s&]+)", re.IGNORECASE)
+_USERINFO_PASSWORD = re.compile(r"(://[^:/@\s]*:)[^@\s]*@")
+_ONE_SERVER = re.compile(r'^connection to server at "[^"]*"(?: \([^)]*\))?, port \d+ failed: ')
+
+
+def resolve_database_url(settings: Settings, *, start: bool = True) -> str:
+    """``settings.database_url``, or the embedded server's URL (started if ``start``).
+
+    With ``start=False`` the embedded URL is returned without starting the server;
+    it raises DatabaseError if the embedded database was never initialised.
+    """
+    if settings.database_url:
+        return settings.database_url
+    embedded = EmbeddedPostgres(settings.home)
+    return embedded.start() if start else embedded.url()
+
+
+def connect(url: str, **kwargs: Any) -> psycopg.Connection[Any]:
+    """``psycopg.connect`` with a 5 s connect timeout and a one-line DatabaseError."""
+    kwargs.setdefault("connect_timeout", CONNECT_TIMEOUT_SECONDS)
+    try:
+        return psycopg.connect(url, **kwargs)
+    except psycopg.Error as exc:
+        reason = _reason(str(exc), url)
+        raise DatabaseError(
+            f"cannot connect to PostgreSQL at {describe_target(url)}: {reason}",
+            hint=CONNECT_HINT,
+        ) from None
+
+
+def redact_url(url: str) -> str:
+    """The URL (or key=value DSN) with its password replaced by ``***``."""
+    if not url.lower().startswith(tuple(f"{scheme}://" for scheme in _URI_SCHEMES)):
+        return _PASSWORD_PARAM.sub(r"\1***", url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # e.g. a broken IPv6 host: redact by pattern
+        return _PASSWORD_PARAM.sub(r"\1***", _USERINFO_PASSWORD.sub(r"\1***@", url))
+    netloc = parts.netloc
+    if "@" in netloc:
+        userinfo, hosts = netloc.rsplit("@", 1)
+        if ":" in userinfo:
+            userinfo = userinfo.split(":", 1)[0] + ":***"
+        netloc = f"{userinfo}@{hosts}"
+    query = parts.query
+    if query:
+        pairs = parse_qsl(query, keep_blank_values=True)
+        if any(key == "password" for key, _ in pairs):
+            pairs = [(key, "***" if key == "password" else value) for key, value in pairs]
+            query = urlencode(pairs, safe="*")
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+def describe_target(url: str) -> str:
+    """``host:port/dbname`` of a URL or DSN, for messages (no user, no password)."""
+    try:
+        params = conninfo_to_dict(url)
+    except psycopg.Error:
+        return "(unparseable DATABASE_URL)"
+    host = str(params.get("host") or params.get("hostaddr") or "localhost")
+    port = str(params.get("port") or "5432")
+    dbname = str(params.get("dbname") or params.get("user") or "")
+    hosts, ports = host.split(","), port.split(",")
+    if len(ports) == 1:
+        ports = ports * len(hosts)
+    target = ",".join(
+        f"{h}:{p}" if not h.startswith("/") else h for h, p in zip(hosts, ports, strict=False)
+    )
+    return f"{target}/{dbname}"
+
+
+def _reason(message: str, url: str) -> str:
+    """libpq's message in one line, minus what the prefix already says, minus secrets."""
+    lines = [line.strip() for line in message.strip().splitlines()]
+    lines = [line for line in lines if line and not line.startswith("Is the server running")]
+    text = "; ".join(lines) or "unknown error"
+    text = text.removeprefix("connection failed: ").removeprefix("connection is bad: ")
+    if len(_ONE_SERVER.findall(text)) == 1 and text.count("connection to server at") == 1:
+        text = _ONE_SERVER.sub("", text)
+    return scrub(text, url)
+
+
+def scrub(text: str, url: str) -> str:
+    """Remove the password of ``url`` (and any URL's password) from ``text``."""
+    try:
+        password = conninfo_to_dict(url).get("password")
+    except psycopg.Error:
+        password = None
+    text = _URI_IN_TEXT.sub(lambda match: redact_url(match.group(0)), text)
+    text = _PASSWORD_PARAM.sub(r"\1***", text)
+    if password:
+        text = text.replace(str(password), "***")
+    return text
