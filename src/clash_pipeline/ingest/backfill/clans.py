@@ -68,8 +68,9 @@ def valid_tag(tag: object, what: str) -> str:
     """``tag`` normalised; a :class:`FileProblem` naming ``what`` if it is no tag."""
     if not isinstance(tag, str) or not is_valid_tag(tag):
         shown = tag if isinstance(tag, str) and len(tag) <= _SHOWN_CHARS else type(tag).__name__
-        raise FileProblem(f"invalid {what} {shown!r}: a tag is '#' followed by characters from "
-                          f"{TAG_ALPHABET}")  # fmt: skip
+        raise FileProblem(
+            f"invalid {what} {shown!r}: a tag is '#' followed by characters from {TAG_ALPHABET}"
+        )
     return normalize_tag(tag)
 
 
@@ -95,13 +96,15 @@ def find_tags(clues: Clues) -> Tags:
 
 
 def _clan(c: Clues) -> Tags:
+    """A clan body is its own clan and resource; a claim of another clan is refused."""
     if c.status != 200:  # an error has no body to read: as any clan-scoped endpoint
         return _clan_scoped(c)
     own = valid_tag(c.shape.tag, "clan tag")
     for claim, what in ((c.claims.clan, "clan_tag"), (c.claims.resource, "resource_tag")):
         if claim and claim != own:
-            raise c.problem(f"the manifest or envelope says {what} {claim} but the body "
-                            f"is clan {own}")  # fmt: skip
+            raise c.problem(
+                f"the manifest or envelope says {what} {claim} but the body is clan {own}"
+            )
     return Tags(own, own, "body")
 
 
@@ -111,8 +114,10 @@ def _player(c: Clues) -> Tags:
     if c.status == 200:
         resource = valid_tag(c.shape.tag, "player tag")
         if c.claims.resource and c.claims.resource != resource:
-            raise c.problem(f"the manifest or envelope says player {c.claims.resource} but "
-                            f"the body is player {resource}")  # fmt: skip
+            raise c.problem(
+                f"the manifest or envelope says player {c.claims.resource} but "
+                f"the body is player {resource}"
+            )
     else:
         resource = c.claims.resource or c.name_tag
     clan, source = c.claims.clan, c.claims.clan_source
@@ -140,25 +145,29 @@ def _clan_scoped(c: Clues) -> Tags:
         choices = tuple(normalize_tag(t) for t in c.shape.clans if is_valid_tag(t))
     clan, source = _scoped_clan(c)
     if clan and choices and clan not in choices:
-        raise c.problem(f"clan {clan} ({source}) is not one of this {c.endpoint}'s "
-                        f"clans ({', '.join(choices)})")  # fmt: skip
+        raise c.problem(
+            f"clan {clan} ({source}) is not one of this {c.endpoint}'s clans ({', '.join(choices)})"
+        )
     if c.endpoint == "cwl_war":  # the war's tag is its resource, never the clan's
         return Tags(clan, c.claims.resource, source, needs_clan=clan is None, choices=choices)
     resource = c.claims.resource
     if resource and clan and resource != clan:
-        raise c.problem(f"resource_tag {resource} and clan_tag {clan} "
-                        f"differ for a clan endpoint ({c.endpoint})")  # fmt: skip
+        raise c.problem(
+            f"resource_tag {resource} and clan_tag {clan} differ for a clan endpoint ({c.endpoint})"
+        )
     clan = clan or resource
     return Tags(clan, clan, source, needs_clan=clan is None, choices=choices)
 
 
 def _scoped_clan(c: Clues) -> tuple[str | None, str | None]:
+    """(clan, source): a war's clan side (a claim must agree), a claim, the file or folder name."""
     clan, source = c.claims.clan, c.claims.clan_source
     if c.endpoint == "currentwar" and c.shape.war_clan is not None:
         war_clan = valid_tag(c.shape.war_clan, "clan tag of the war")
         if clan and clan != war_clan:
-            raise c.problem(f"the manifest or envelope says clan {clan} but the war's "
-                            f"clan side is {war_clan}")  # fmt: skip
+            raise c.problem(
+                f"the manifest or envelope says clan {clan} but the war's clan side is {war_clan}"
+            )
         return war_clan, source or "body"
     if clan is not None:
         return clan, source

@@ -54,8 +54,9 @@ def plan_backfill(
     skip = {m.file for m in manifests}
     data_files = [p for p in candidates if p not in skip and not is_quarantine_reasons(p)]
     if not data_files:
-        raise BackfillError(f"nothing to backfill: no *.json response files in {given}",
-                            hint=_PATH_HINT)  # fmt: skip
+        raise BackfillError(
+            f"nothing to backfill: no *.json response files in {given}", hint=_PATH_HINT
+        )
     items, quarantined = _recognise(data_files, root, manifests, when)
     items, unresolved = resolve_clans(items)
     files, duplicates, conflicts = _dedupe(items)
