@@ -1,0 +1,180 @@
+"""Planning a backfill: every file read and recognised, grouped into runs, no database.
+
+Planning first and landing after means an invalid manifest or option stops the
+backfill before anything is loaded, and that clans, duplicates and conflicts
+are decided with the whole folder in view.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections import defaultdict
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+
+from clash_pipeline.ingest.backfill.clans import resolve_clans
+from clash_pipeline.ingest.backfill.identify import identify
+from clash_pipeline.ingest.backfill.manifest import (
+    MANIFEST_NAMES,
+    Manifest,
+    find_manifests,
+    resolve_entry,
+)
+from clash_pipeline.ingest.backfill.model import (
+    BackfillError,
+    BackfillFile,
+    BackfillPlan,
+    FileProblem,
+    Quarantined,
+)
+from clash_pipeline.ingest.backfill.quarantine import is_quarantine_reasons
+from clash_pipeline.ingest.backfill.times import parse_fetch_time
+
+_PATH_HINT = "pass a saved API response (.json) or a folder of them"
+
+
+def plan_backfill(
+    path: Path | str,
+    *,
+    fetched_at: datetime | None = None,
+    manifest: Path | str | None = None,
+) -> BackfillPlan:
+    """Read and recognise every file under ``path``; decide clans, times and runs.
+
+    Touches no database. Raises :class:`BackfillError` when the backfill cannot
+    start (PATH missing, nothing to read, an invalid manifest); a bad file is
+    never an error here, it is quarantined.
+    """
+    given, root = _resolve_path(path)
+    when = _fetch_time_option(fetched_at)
+    candidates = list(_walk(given)) if given.is_dir() else [given]
+    manifests = find_manifests(given, root, candidates, manifest)
+    skip = {m.file for m in manifests}
+    data_files = [p for p in candidates if p not in skip and not is_quarantine_reasons(p)]
+    if not data_files:
+        raise BackfillError(
+            f"nothing to backfill: no *.json response files in {given}", hint=_PATH_HINT
+        )
+    items, quarantined = _recognise(data_files, root, manifests, when)
+    items, unresolved = resolve_clans(items)
+    files, duplicates, conflicts = _dedupe(items)
+    return BackfillPlan(
+        root=root,
+        files=files,
+        quarantined=sorted(quarantined + unresolved + conflicts, key=lambda q: q.relpath),
+        duplicates=duplicates,
+        files_read=len(data_files),
+        manifests=[m.file for m in manifests],
+        warnings=[
+            f"manifest {m.file}: entry {key!r} matches no file"
+            for m in manifests
+            for key in m.unused()
+        ],
+    )
+
+
+def _resolve_path(path: Path | str) -> tuple[Path, Path]:
+    """(the file or folder to read, the folder relative paths start from)."""
+    given = Path(path).expanduser()
+    if not given.exists():
+        raise BackfillError(f"{given} does not exist", hint=_PATH_HINT)
+    given = given.resolve()
+    if given.is_dir():
+        return given, given
+    if given.name in MANIFEST_NAMES:
+        raise BackfillError(f"{given} is a manifest, not a response", hint="pass its folder")
+    return given, given.parent
+
+
+def _fetch_time_option(fetched_at: datetime | None) -> datetime | None:
+    if fetched_at is None:
+        return None
+    try:
+        return parse_fetch_time(fetched_at, what="--fetched-at")
+    except ValueError as exc:
+        raise BackfillError(str(exc), hint="e.g. --fetched-at 2025-09-10T15:24:10Z") from None
+
+
+def _walk(root: Path) -> Iterator[Path]:
+    """Every regular ``*.json`` below ``root`` in name order, hidden files and folders skipped."""
+    for folder, dirs, files in os.walk(root, followlinks=False):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in sorted(files):
+            if name.startswith(".") or not name.lower().endswith(".json"):
+                continue
+            path = Path(folder, name)
+            try:
+                if not stat.S_ISREG(path.stat().st_mode):
+                    continue
+            except OSError:
+                pass  # broken link: reported as unreadable
+            yield path
+
+
+def _recognise(
+    data_files: list[Path], root: Path, manifests: list[Manifest], fetched_at: datetime | None
+) -> tuple[list[BackfillFile], list[Quarantined]]:
+    """Each file on its own: recognised, or quarantined with the reason."""
+    items: list[BackfillFile] = []
+    quarantined: list[Quarantined] = []
+    for file in data_files:
+        relpath = file.relative_to(root).as_posix()
+        entry = resolve_entry(manifests, file)
+        try:
+            items.append(identify(file, relpath, root, entry, fetched_at))
+        except FileProblem as problem:
+            quarantined.append(
+                Quarantined(
+                    file,
+                    relpath,
+                    problem.reason,
+                    endpoint=problem.endpoint,
+                    fetched_at=problem.fetched_at,
+                )
+            )
+    return items, quarantined
+
+
+def _dedupe(
+    items: list[BackfillFile],
+) -> tuple[list[BackfillFile], list[BackfillFile], list[Quarantined]]:
+    """(files to load, duplicates to skip, conflicts to quarantine), files in path order.
+
+    Two files of the same resource at the same fetch time with different bodies
+    are a conflict: both are quarantined, never guessed between.
+    """
+    conflicts = _conflicts(items)
+    conflicted = {item.relpath for item in conflicts}
+    files: list[BackfillFile] = []
+    duplicates: list[BackfillFile] = []
+    seen: set[tuple[object, ...]] = set()
+    for item in sorted(items, key=lambda i: i.relpath):
+        if item.relpath in conflicted:
+            continue
+        key = item.dedupe_key()
+        if key in seen:
+            duplicates.append(item)
+            continue
+        seen.add(key)
+        files.append(item)
+    return files, duplicates, conflicts
+
+
+def _conflicts(items: list[BackfillFile]) -> list[Quarantined]:
+    by_key: dict[tuple[str, str | None, datetime], list[BackfillFile]] = defaultdict(list)
+    for item in items:
+        if not item.is_error and item.identifies_resource:
+            by_key[(item.endpoint, item.resource_tag, item.fetched_at)].append(item)
+    conflicts: list[Quarantined] = []
+    for (endpoint, tag, when), group in by_key.items():
+        if len({i.payload_hash for i in group}) > 1:
+            names = ", ".join(i.relpath for i in group)
+            reason = (
+                f"conflict: different {endpoint} bodies for {tag or 'the same list'} "
+                f"fetched at {when:%Y-%m-%dT%H:%M:%SZ} ({names}); give them their "
+                "own fetch times in a manifest"
+            )
+            conflicts.extend(item.quarantined(reason) for item in group)
+    return conflicts
