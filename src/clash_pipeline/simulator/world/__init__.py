@@ -34,7 +34,7 @@ from clash_pipeline.simulator.world.common import Json, to_ts
 from clash_pipeline.simulator.world.cwl import ClanWarLeagues
 from clash_pipeline.simulator.world.player_profile import PlayerProfiles
 from clash_pipeline.simulator.world.players import MemberState, Players, PlayerStatic
-from clash_pipeline.simulator.world.raids import RAIDS_DEFAULT_COUNT, RaidTarget, Raids, raid_target
+from clash_pipeline.simulator.world.raids import RAIDS_DEFAULT_COUNT, Raids, RaidTarget, raid_target
 from clash_pipeline.simulator.world.war_schedule import WARLOG_DEFAULT_COUNT, Wars
 
 __all__ = [

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from clash_pipeline.simulator import tables as T
 from clash_pipeline.simulator.world.common import Json, counter
-from clash_pipeline.simulator.world.players import PlayerDraws, PlayerStatic, Players
+from clash_pipeline.simulator.world.players import PlayerDraws, Players, PlayerStatic
 
 
 @dataclass(frozen=True, slots=True)

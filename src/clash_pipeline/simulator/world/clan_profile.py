@@ -141,13 +141,17 @@ def _weighted_points(points: list[int]) -> int:
     return int(sum(p * w for p, w in zip(points, _POINT_WEIGHTS, strict=False)))
 
 
+def _builder_trophies(member: Json) -> int:
+    """Builder base trophies under either name (they were renamed with builder base 2.0)."""
+    if "builderBaseTrophies" in member:
+        return int(member["builderBaseTrophies"])
+    return int(member.get("versusTrophies", 0))
+
+
 def _points(members: list[Json], t: datetime) -> Json:
     """The clan's points: its members' trophies, best first, weighted."""
     trophies = sorted((m["trophies"] for m in members), reverse=True)
-    bb_trophies = sorted(
-        (m.get("builderBaseTrophies", m.get("versusTrophies", 0)) for m in members),
-        reverse=True,
-    )
+    bb_trophies = sorted((_builder_trophies(m) for m in members), reverse=True)
     out: Json = {"clanPoints": _weighted_points(trophies)}
     if t >= tl.BUILDER_BASE_FIELDS_FROM:
         out["clanBuilderBasePoints"] = _weighted_points(bb_trophies)

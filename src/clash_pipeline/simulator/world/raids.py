@@ -190,16 +190,18 @@ class Raids:
         """Items of ``GET /clans/{tag}/capitalraidseasons`` (newest first), at most ``count``."""
         ts = to_ts(t)
         cs = self._clans.clan_static(clan_tag)
-        items = []
+        items: list[Json] = []
         n = tl.raid_weekend_index(t)
         while len(items) < count:
             start = tl.raid_weekend_start(n).timestamp()
             if start < max(CAPITAL_FROM, cs.created):
                 break
-            raid = self._raids.get((clan_tag, n), lambda n=n: self._make_raid(clan_tag, n))
-            items.append(raid.render(ts))
+            items.append(self._raid(clan_tag, n).render(ts))
             n -= 1
         return items
+
+    def _raid(self, clan_tag: str, n: int) -> Raid:
+        return self._raids.get((clan_tag, n), lambda: self._make_raid(clan_tag, n))
 
     def _make_raid(self, clan_tag: str, n: int) -> Raid:
         cs = self._clans.clan_static(clan_tag)
