@@ -582,7 +582,7 @@ def unit_cap(name: str, hall: int, *, village: str = "home") -> int:
 # --- achievements ----------------------------------------------------------------------------
 @dataclass(frozen=True, slots=True)
 class Achievement:
-    """``metric`` names the player quantity that drives ``value`` (see world.py)."""
+    """``metric`` names the player quantity that drives ``value`` (see world/achievements.py)."""
 
     name: str
     targets: tuple[int, int, int]

@@ -278,15 +278,7 @@ class _District:
         """Raise the destruction by ``step``; the capital gold this attack looted."""
         before = self.destruction
         after = min(100, before + step)
-        stars = (
-            3
-            if after >= 100
-            else 2
-            if after >= self.two_stars_at
-            else 1
-            if after >= self.one_star_at
-            else 0
-        )
+        stars = sum(after >= bound for bound in (self.one_star_at, self.two_stars_at, 100))
         gain = self.loot * after // 100 - self.loot * before // 100
         self.looted += gain
         self.destruction = after
