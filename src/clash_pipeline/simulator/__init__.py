@@ -10,14 +10,10 @@ Used by the demo (``clash-pipeline demo``), the tests and the benchmarks::
         api.faults.push("/members", 503, count=2)
 """
 
+from clash_pipeline.simulator.clock import DEFAULT_START, SimClock
 from clash_pipeline.simulator.faults import FaultConfig, ScriptedFault, TokenBucket
-from clash_pipeline.simulator.server import (
-    DEFAULT_START,
-    ServerStats,
-    SimClock,
-    SimulatedClashApi,
-    serve_forever,
-)
+from clash_pipeline.simulator.server import SimulatedClashApi, serve_forever
+from clash_pipeline.simulator.stats import ServerStats
 from clash_pipeline.simulator.timeline import SPLIT_INSTANT
 from clash_pipeline.simulator.world import World
 

@@ -85,7 +85,8 @@ class TagCodec:
     @staticmethod
     def _modulus(length: int) -> int:
         # Tags of this length whose first character is not "0".
-        return (_BASE - 1) * _BASE ** (length - 1)
+        modulus: int = (_BASE - 1) * _BASE ** (length - 1)  # int ** int is typed Any
+        return modulus
 
     def _length_for(self, number: int) -> int:
         length = self.min_length
@@ -116,7 +117,7 @@ class TagCodec:
             value = value * _BASE + _INDEX[ch]
         modulus = self._modulus(length)
         inverse = pow(self._mult, -1, modulus)
-        number = (inverse * (value - _BASE ** (length - 1) - self._shift)) % modulus
+        number: int = (inverse * (value - _BASE ** (length - 1) - self._shift)) % modulus
         if self._length_for(number) != length:
             return None
         return number

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from clash_pipeline.simulator.timeline import utc
 
@@ -98,7 +99,7 @@ def legacy_league_index(trophies: int) -> int:
     return index
 
 
-def legacy_league(index: int) -> dict:
+def legacy_league(index: int) -> dict[str, Any]:
     league_id, name, icon = LEGACY_LEAGUES[index]
     icons = {
         "small": f"{ASSETS}/leagues/72/{icon}.png",
@@ -109,7 +110,7 @@ def legacy_league(index: int) -> dict:
     return {"id": league_id, "name": name, "iconUrls": icons}
 
 
-def league_tier(index: int) -> dict:
+def league_tier(index: int) -> dict[str, Any]:
     tier_id, name, icon = LEAGUE_TIERS[index]
     return {
         "id": tier_id,
@@ -140,7 +141,7 @@ BUILDER_BASE_LEAGUES: tuple[str, ...] = (
 )
 
 
-def builder_base_league(trophies: int) -> dict:
+def builder_base_league(trophies: int) -> dict[str, Any]:
     if trophies < 2000:
         index = trophies // 100
     else:
@@ -158,12 +159,12 @@ WAR_LEAGUES: tuple[str, ...] = (
 CAPITAL_LEAGUES: tuple[str, ...] = (*WAR_LEAGUES, "Legend League")
 
 
-def war_league(index: int) -> dict:
+def war_league(index: int) -> dict[str, Any]:
     index = max(0, min(len(WAR_LEAGUES) - 1, index))
     return {"id": 48000000 + index, "name": WAR_LEAGUES[index]}
 
 
-def capital_league(index: int) -> dict:
+def capital_league(index: int) -> dict[str, Any]:
     index = max(0, min(len(CAPITAL_LEAGUES) - 1, index))
     return {"id": 85000000 + index, "name": CAPITAL_LEAGUES[index]}
 
@@ -212,7 +213,7 @@ PLAYER_LABELS: tuple[tuple[int, str, str], ...] = (
 )
 
 
-def label(entry: tuple[int, str, str]) -> dict:
+def label(entry: tuple[int, str, str]) -> dict[str, Any]:
     label_id, name, icon = entry
     return {
         "id": label_id,
@@ -332,22 +333,29 @@ class Unit:
         """The highest level available at town hall (or builder hall) ``hall``; 0: locked."""
         if hall < self.unlock:
             return 0
-        if self.kind == "hero":
-            return _step(HERO_CAPS[self.name], hall)
-        if self.kind == "bb_hero":
-            return _step(BUILDER_HERO_CAPS[self.name], hall)
-        if self.kind == "equipment":
-            return _step(EQUIPMENT_CAPS[self.rarity or "common"], hall)
+        table = self._cap_table()
+        if table is not None:
+            return _step(table, hall)
         if self.kind == "bb_troop":
             return min(self.max_level, 2 * hall)
         if self.kind == "super":
             return 1
-        if self.caps is not None:
-            return _step(self.caps, hall)
         span = max(1, self.full_at - self.unlock + 1)
         return max(
             1, min(self.max_level, math.ceil(self.max_level * (hall - self.unlock + 1) / span))
         )
+
+    def _cap_table(self) -> dict[int, int] | None:
+        """The caps by hall when a table sets them (heroes, equipment, explicit caps)."""
+        if self.kind == "hero":
+            return HERO_CAPS[self.name]
+        if self.kind == "bb_hero":
+            return BUILDER_HERO_CAPS[self.name]
+        if self.kind == "equipment":
+            return EQUIPMENT_CAPS[self.rarity or "common"]
+        if self.kind in ("bb_troop", "super"):
+            return None
+        return self.caps
 
 
 def _step(table: dict[int, int], hall: int) -> int:
@@ -358,25 +366,28 @@ def _step(table: dict[int, int], hall: int) -> int:
     return best
 
 
-def _t(name: str, unlock: int, max_level: int, full_at: int = 17, **kw) -> Unit:
-    return Unit(name, "troop", unlock, max_level, full_at, **kw)
+def _t(
+    name: str, unlock: int, max_level: int, full_at: int = 17, *, released: datetime | None = None
+) -> Unit:
+    return Unit(name, "troop", unlock, max_level, full_at, released=released)
 
 
-def _super(name: str, max_level: int, **kw) -> Unit:
-    return Unit(name, "super", 11, max_level, **kw)
+def _super(name: str, max_level: int, *, released: datetime | None = None) -> Unit:
+    return Unit(name, "super", 11, max_level, released=released)
 
 
-def _siege(name: str, unlock: int, **kw) -> Unit:
-    return Unit(name, "siege", unlock, 5, caps={unlock: 3, unlock + 1: 4, unlock + 2: 5}, **kw)
+def _siege(name: str, unlock: int, *, released: datetime | None = None) -> Unit:
+    caps = {unlock: 3, unlock + 1: 4, unlock + 2: 5}
+    return Unit(name, "siege", unlock, 5, caps=caps, released=released)
 
 
-def _pet(name: str, unlock: int, max_level: int, **kw) -> Unit:
+def _pet(name: str, unlock: int, max_level: int, *, released: datetime | None = None) -> Unit:
     caps = {unlock: 10} if max_level <= 10 else {unlock: 10, unlock + 2: max_level}
-    return Unit(name, "pet", unlock, max_level, caps=caps, **kw)
+    return Unit(name, "pet", unlock, max_level, caps=caps, released=released)
 
 
-def _bb(name: str, unlock: int, **kw) -> Unit:
-    return Unit(name, "bb_troop", unlock, 20, **kw)
+def _bb(name: str, unlock: int, *, released: datetime | None = None) -> Unit:
+    return Unit(name, "bb_troop", unlock, 20, released=released)
 
 
 _BB2 = utc(2023, 6, 12)
@@ -571,7 +582,7 @@ def unit_cap(name: str, hall: int, *, village: str = "home") -> int:
 # --- achievements ----------------------------------------------------------------------------
 @dataclass(frozen=True, slots=True)
 class Achievement:
-    """``metric`` names the player quantity that drives ``value`` (see world.py)."""
+    """``metric`` names the player quantity that drives ``value`` (see world/achievements.py)."""
 
     name: str
     targets: tuple[int, int, int]

@@ -1,0 +1,81 @@
+"""A player's achievements: each one's ``metric`` (see :data:`tables.ACHIEVEMENTS`) names
+the quantity that drives its value."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from clash_pipeline.simulator import tables as T
+from clash_pipeline.simulator.world.common import Json, counter
+from clash_pipeline.simulator.world.players import PlayerDraws, Players, PlayerStatic
+
+
+@dataclass(frozen=True, slots=True)
+class _Context:
+    ps: PlayerStatic
+    draws: PlayerDraws
+    players: Players
+    ts: float
+    metrics: dict[str, int]  # quantities the player body already computed, by metric name
+    released: float  # when the achievement came out (counters start there)
+
+
+def _counter_value(ctx: _Context, name: str) -> int:
+    rate = T.COUNTER_RATES[name] * ctx.ps.activity * ctx.draws.counter_rates[name]
+    return counter(rate, max(ctx.ps.created, ctx.released), ctx.ts)
+
+
+#: "<prefix>:<argument>" metrics.
+_PREFIXED: dict[str, Callable[[_Context, str], int]] = {
+    "c": _counter_value,
+    "flag": lambda ctx, hall: int(ctx.metrics["town_hall"] >= int(hall)),
+    "bh_flag": lambda ctx, hall: int(ctx.metrics["builder_hall"] >= int(hall)),
+}
+#: Metrics derived from the others (or from the player's activity).
+_DERIVED: dict[str, Callable[[_Context], int]] = {
+    "storage": lambda ctx: max(1, min(18, round(ctx.metrics["town_hall"] * 1.1))),
+    "clan_castle": lambda ctx: max(1, min(12, ctx.metrics["town_hall"] - 4)),
+    "campaign": lambda ctx: min(300, 10 + counter(0.12 * ctx.ps.activity, ctx.ps.created, ctx.ts)),
+    "best_league": lambda ctx: T.legacy_league_index(ctx.metrics["best_trophies"]),
+    "gear_up": lambda ctx: max(0, min(3, ctx.metrics["builder_hall"] - 6)),
+    "best_tier": lambda ctx: ctx.players.best_tier(ctx.ps, ctx.ts),
+}
+
+
+def _value(ctx: _Context, metric: str) -> int:
+    if metric in ctx.metrics:
+        return ctx.metrics[metric]
+    prefix, _, argument = metric.partition(":")
+    if argument and prefix in _PREFIXED:
+        return _PREFIXED[prefix](ctx, argument)
+    derive = _DERIVED.get(metric)
+    return derive(ctx) if derive is not None else 0
+
+
+def achievements(
+    players: Players, ps: PlayerStatic, ts: float, metrics: dict[str, int]
+) -> list[Json]:
+    """The ``achievements`` of a player body: those released by ``ts``, in the API's order."""
+    draws = players.draws(ps.tag)
+    out = []
+    for ach in T.ACHIEVEMENTS:
+        released = ach.released.timestamp() if ach.released else -math.inf
+        if ts < released:
+            continue
+        value = _value(_Context(ps, draws, players, ts, metrics, released), ach.metric)
+        stars = sum(1 for target in ach.targets if value >= target)
+        target = ach.targets[min(stars, 2)]
+        out.append(
+            {
+                "name": ach.name,
+                "stars": stars,
+                "value": value,
+                "target": target,
+                "info": ach.info.format(target=target),
+                "completionInfo": ach.completion.format(value=value) if ach.completion else None,
+                "village": ach.village,
+            }
+        )
+    return out
