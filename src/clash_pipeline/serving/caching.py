@@ -13,7 +13,7 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import parse_qs
 
 import psycopg
@@ -31,8 +31,12 @@ CACHE_CONTROL = "no-cache"
 # where the shortcut leaves the (clan tag, payload_version) it looked up
 ROSTER_VERSION_SCOPE_KEY = "clash.roster_version"
 
-# What a versioned resource's builder returns: (data, cacheable); data None is a 404.
-Built = tuple[dict[str, Any] | None, bool]
+
+class Built(NamedTuple):
+    """What a versioned resource's builder returns."""
+
+    data: dict[str, Any] | None  # None: there is no such resource (the 404)
+    cacheable: bool  # False: answer it with no-store, keep nothing
 
 
 def etag_for(version: str) -> str:

@@ -47,7 +47,7 @@ def member_body(
     """The member in ``clan_tag`` (default: the current or latest clan); None if never seen."""
     memberships = state.warehouse.member_clans(player)
     if not memberships:
-        return None, False
+        return Built(None, cacheable=False)
     chosen = clan_tag or memberships[0]["clan_tag"]
     if chosen not in {m["clan_tag"] for m in memberships}:
         raise ApiError(
@@ -57,7 +57,7 @@ def member_body(
             + ", ".join(m["clan_tag"] for m in memberships),
         )
     found = state.warehouse.member(player, chosen)
-    return {
+    data = {
         "player_tag": player,
         "clan_tag": chosen,
         "payload_version": version,
@@ -65,7 +65,8 @@ def member_body(
         "member": split_member(found["roster"], state.metric_columns) if found["roster"] else None,
         "history": found["history"],
         "metrics": metric_series(found["metrics"]),
-    }, True
+    }
+    return Built(data, cacheable=True)
 
 
 @router.get(

@@ -39,13 +39,14 @@ def metric_body(
     state: ServingState, tag: str, metric: str, window: str, version: str | None
 ) -> Built:
     rows = state.warehouse.clan_metric(tag, metric, window)
-    return {
+    data = {
         "clan_tag": tag,
         "metric_name": metric,
         "metric_window": window,
         "payload_version": version,
         "values": rows,
-    }, True
+    }
+    return Built(data, cacheable=True)
 
 
 @router.get("/api/v2/metrics", tags=["metrics"], summary="One metric of a clan over time")

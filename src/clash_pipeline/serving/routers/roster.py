@@ -35,7 +35,7 @@ def roster_body(state: ServingState, tag: str, version: str | None) -> Built:
     """The roster of ``tag``, cacheable when it describes the snapshot ``version`` names."""
     snapshot, members = state.warehouse.roster(tag)
     if snapshot is None:
-        return None, False
+        return Built(None, cacheable=False)
     as_of = [m["metrics_as_of"] for m in members if m.get("metrics_as_of")]
     # the roster table is rebuilt after roster_snapshots in a dbt run:
     # keep the body only when both describe the same snapshot
@@ -49,7 +49,7 @@ def roster_body(state: ServingState, tag: str, version: str | None) -> Built:
         "snapshot": snapshot,
         "members": [split_member(m, state.metric_columns) for m in members],
     }
-    return data, consistent
+    return Built(data, cacheable=consistent)
 
 
 @router.get(
