@@ -62,7 +62,8 @@ class RosterClient:
     # ------------------------------------------------------------ endpoints
 
     def clans(self) -> list[dict[str, Any]]:
-        return self.get("/api/v2/clans")["clans"]
+        clans: list[dict[str, Any]] = self.get("/api/v2/clans")["clans"]
+        return clans
 
     def roster(self, clan: str) -> dict[str, Any]:
         return self.get("/api/v2/roster", {"clan": normalize_tag(clan, kind="clan tag")})
@@ -81,7 +82,7 @@ class RosterClient:
 
     # ------------------------------------------------------------ cache
 
-    def get(self, path: str, params: dict[str, str] | None = None) -> Any:
+    def get(self, path: str, params: dict[str, str] | None = None) -> dict[str, Any]:
         """GET ``path``: revalidate the cached version, or fetch and cache."""
         request = self._http.build_request("GET", path, params=params or {})
         key = hashlib.sha256(str(request.url).encode()).hexdigest()[:32]
@@ -92,7 +93,8 @@ class RosterClient:
         self.last_status = response.status_code
         if response.status_code == 304 and cached is not None:
             self.last_version = cached[0]
-            return json.loads(cached[1].read_bytes())
+            body: dict[str, Any] = json.loads(cached[1].read_bytes())
+            return body
         if response.status_code != 200:
             raise self._error(response)
         version = response.headers.get("etag", "").removeprefix("W/").strip('"') or None
@@ -100,7 +102,8 @@ class RosterClient:
         self._drop(key)
         if version:
             self._path(key, version).write_bytes(response.content)
-        return response.json()
+        fresh: dict[str, Any] = response.json()  # every answer of the API is an object
+        return fresh
 
     def _path(self, key: str, version: str) -> Path:
         safe = "".join(ch for ch in version if ch.isalnum() or ch in "-_")[:200]

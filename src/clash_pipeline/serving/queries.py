@@ -431,7 +431,9 @@ class Warehouse:
                 """,
                 (clan_tag,),
             ).fetchall()
-            now: datetime = conn.execute("select now() as now").fetchone()["now"]
+            clock = conn.execute("select now() as now").fetchone()
+            assert clock is not None  # select now() always returns one row
+            now: datetime = clock["now"]
         return {
             "last_success": last_success,
             "last_run": last_run,

@@ -8,12 +8,13 @@ import time
 from typing import Any
 
 import uvicorn
+from starlette.types import ASGIApp
 
 
 class BackgroundServer:
     """``with BackgroundServer(app) as server: server.base_url`` on a free loopback port."""
 
-    def __init__(self, app: Any, host: str = "127.0.0.1", port: int = 0, **config: Any) -> None:
+    def __init__(self, app: ASGIApp, host: str = "127.0.0.1", port: int = 0, **config: Any) -> None:
         if port == 0:
             with socket.socket() as probe:
                 probe.bind((host, 0))
