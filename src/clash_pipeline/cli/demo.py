@@ -230,7 +230,7 @@ def _one(
     conn: psycopg.Connection[Any], query: LiteralString, params: tuple[Any, ...] | None = None
 ) -> tuple[Any, ...]:
     """The single row of an aggregate query (which always returns one)."""
-    row = conn.execute(query, params).fetchone()
+    row: tuple[Any, ...] | None = conn.execute(query, params).fetchone()
     if row is None:
         raise RuntimeError(f"no row from {query!r}")
     return row
