@@ -1,5 +1,69 @@
-"""The ``clash-pipeline`` command line."""
+"""The ``clash-pipeline`` command line: one module per command (group).
 
-from clash_pipeline.cli.main import app, main
+This module is its table of contents: it builds the Typer app from the
+commands in the order ``--help`` lists them. Command bodies parse their
+options, call the library and print; what several share is in
+:mod:`~clash_pipeline.cli.common` and :mod:`~clash_pipeline.cli.output`.
+
+Expected failures (bad tag, missing token, unreachable database, bad file) end
+with ``error: ...`` and ``hint: ...`` on stderr and a non-zero exit code, never
+with a stack trace.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from clash_pipeline.cli import (
+    api,
+    backfill,
+    build,
+    db,
+    demo,
+    fetch,
+    monitor,
+    run,
+    serve,
+    simulate,
+    version,
+)
+from clash_pipeline.cli.output import err
+from clash_pipeline.errors import ClashPipelineError
 
 __all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="clash-pipeline",
+    help="Clash of Clans clan data pipeline: fetch, land, transform, serve.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.command("simulate-api")(simulate.simulate_api)
+app.command("fetch")(fetch.fetch)
+app.command("backfill")(backfill.backfill)
+app.command("build")(build.build)
+app.command("run")(run.run)
+app.command("demo")(demo.demo)
+app.command("serve")(serve.serve)
+app.command("api")(api.api)
+app.command("monitor")(monitor.monitor)
+app.command("alerts")(monitor.alerts)
+app.command("version")(version.version)
+app.add_typer(db.app, name="db")
+
+
+def main() -> None:
+    """The console script: run the app, expected failures as one ``error:`` line."""
+    try:
+        app()
+    except ClashPipelineError as exc:
+        err.print(f"[red]error:[/red] {exc.message}", highlight=False)
+        if exc.hint:
+            err.print(f"hint: {exc.hint}", highlight=False)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(130)

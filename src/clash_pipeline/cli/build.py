@@ -1,0 +1,88 @@
+"""``clash-pipeline build``: dbt build, with a table of what each node did.
+
+:func:`run_build` is also how ``backfill`` rebuilds the marts after loading.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich.table import Table
+
+from clash_pipeline.cli import common
+from clash_pipeline.cli.output import err, out
+from clash_pipeline.settings import load_settings
+
+if TYPE_CHECKING:
+    from clash_pipeline.transform.dbt import DbtResult
+
+__all__ = ["build", "run_build"]
+
+
+def build(
+    full_refresh: Annotated[
+        bool, typer.Option("--full-refresh", help="Rebuild incremental models from raw.")
+    ] = False,
+    select: Annotated[
+        list[str] | None,
+        typer.Option("--select", "-s", help="dbt node selection (repeatable)."),
+    ] = None,
+) -> None:
+    """Run dbt build (models, seeds, snapshots, tests) against the configured database."""
+    settings = load_settings()
+    url = common.prepare_database(settings)
+    if not run_build(url, settings.home, full_refresh=full_refresh, select=select):
+        raise typer.Exit(1)
+
+
+def run_build(
+    url: str,
+    home: Path,
+    *,
+    full_refresh: bool = False,
+    select: list[str] | None = None,
+    vars: Mapping[str, Any] | None = None,
+) -> bool:
+    """dbt build with a per-node table; False (failing nodes on stderr) when anything failed."""
+    from clash_pipeline.transform.dbt import run_dbt
+
+    # dbt's own progress log is replaced by the table below (errors still print)
+    args = ["build", "--quiet", *(["--select", *select] if select else [])]
+    with out.status("dbt build"):
+        result = run_dbt(args, db_url=url, home=home, full_refresh=full_refresh, vars=vars)
+    _print_dbt(result)
+    if result.failed:
+        names = ", ".join(f"{n.resource_type} {n.name}" for n in result.failed)
+        err.print(f"[red]error:[/red] dbt build failed: {names}", highlight=False)
+        for node in result.failed[:10]:
+            if node.message:
+                err.print(f"  {node.name}: {node.message}", highlight=False)
+        err.print("hint: see the dbt log under <home>/dbt/logs", highlight=False)
+        return False
+    if not result.success:
+        err.print(f"[red]error:[/red] {result.error_summary}", highlight=False)
+        return False
+    return True
+
+
+def _print_dbt(result: DbtResult) -> None:
+    """Every model, seed and snapshot; tests only when they failed, else counted."""
+    table = Table(title=f"dbt build ({result.elapsed_seconds:.1f} s)")
+    for col in ("node", "type", "status", "time", "rows"):
+        table.add_column(col, justify="right" if col in ("time", "rows") else "left")
+    tests = [n for n in result.nodes if n.resource_type in ("test", "unit_test")]
+    for n in result.nodes:
+        if n in tests and not n.failed:
+            continue
+        rows = "" if n.rows_affected is None else str(n.rows_affected)
+        status = f"[red]{n.status}[/red]" if n.failed else n.status
+        table.add_row(n.name, n.resource_type, status, f"{n.execution_time:.2f} s", rows)
+    out.print(table)
+    if tests:
+        counts: dict[str, int] = {}
+        for n in tests:
+            counts[n.status] = counts.get(n.status, 0) + 1
+        out.print("tests: " + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())))

@@ -1,0 +1,94 @@
+"""What several commands share: the clans to work on, a ready database, Prefect.
+
+Commands call these through the module (``common.prepare_database(settings)``),
+so that a test can replace one of them in one place.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Coroutine
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, cast
+
+from clash_pipeline.clash_api.tags import normalize_tag
+from clash_pipeline.cli.output import err
+from clash_pipeline.errors import ClashPipelineError, ConfigError
+from clash_pipeline.settings import Settings
+
+if TYPE_CHECKING:
+    from prefect.client.schemas.objects import State
+
+    from clash_pipeline.orchestration.model import IngestReport
+    from clash_pipeline.orchestration.options import ApiSpec, PipelineOptions
+
+__all__ = ["clan_tags", "parse_time", "prepare_database", "run_ingest_flow", "use_prefect"]
+
+
+def clan_tags(settings: Settings, given: list[str] | None) -> list[str]:
+    """The ``--clan`` tags, else COC_CLAN_TAGS; normalised, deduplicated, never empty."""
+    tags = [normalize_tag(t, kind="clan tag") for t in given] if given else settings.coc_clan_tags
+    if not tags:
+        raise ConfigError(
+            "no clan to fetch: COC_CLAN_TAGS is empty and no --clan was given",
+            hint="pass --clan '#TAG' or set COC_CLAN_TAGS=#TAG1,#TAG2",
+        )
+    return list(dict.fromkeys(tags))
+
+
+def prepare_database(settings: Settings) -> str:
+    """The database URL, the embedded server started if needed, migrations applied."""
+    from clash_pipeline.warehouse.connect import resolve_database_url
+    from clash_pipeline.warehouse.migrations import migrate
+
+    if settings.uses_embedded_database:
+        err.print(f"[dim]embedded PostgreSQL in {settings.home / 'pgdata'}[/dim]")
+    url = resolve_database_url(settings)
+    result = migrate(url)
+    if result.applied:
+        err.print(f"[dim]applied migrations: {', '.join(result.applied)}[/dim]")
+    return url
+
+
+def parse_time(value: str) -> datetime:
+    """An ISO 8601 time given on the command line; UTC when it names no zone."""
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise ConfigError(
+            f"invalid time {value!r}", hint="use ISO 8601, e.g. 2026-11-02T08:00:00Z"
+        ) from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def use_prefect(settings: Settings, *, verbose: bool) -> None:
+    """Prefect's local, offline, quiet environment (before Prefect is imported)."""
+    from clash_pipeline.orchestration.runtime import configure_prefect
+
+    configure_prefect(settings.home, quiet=not verbose)
+
+
+def run_ingest_flow(tags: list[str], api: ApiSpec | None, options: PipelineOptions) -> IngestReport:
+    """One ``clash-ingest`` flow run; its report, also when clan runs failed."""
+    from clash_pipeline.orchestration.flows import ingest
+    from clash_pipeline.orchestration.model import IngestReport, RunsFailedError
+    from clash_pipeline.orchestration.runtime import quiet_console_tracebacks
+
+    quiet_console_tracebacks()
+    # Prefect types an async flow's call as an Awaitable; it is a coroutine.
+    flow_run = cast(
+        "Coroutine[Any, Any, State[Any]]",
+        ingest(clan_tags=tags, api=api, options=options, return_state=True),
+    )
+    state = asyncio.run(flow_run)
+    result = state.result(raise_on_failure=False)
+    if isinstance(result, RunsFailedError):
+        return result.report
+    if isinstance(result, IngestReport):
+        return result
+    if isinstance(result, BaseException):
+        raise result
+    raise ClashPipelineError(
+        f"the ingest flow ended {state.type.value.lower()}: {state.message}",
+        hint="see the Prefect log lines above",
+    )

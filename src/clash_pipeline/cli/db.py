@@ -1,0 +1,102 @@
+"""``clash-pipeline db ...``: the embedded PostgreSQL, or the database of DATABASE_URL."""
+
+from __future__ import annotations
+
+import typer
+
+from clash_pipeline.cli import common
+from clash_pipeline.cli.output import out
+from clash_pipeline.errors import ConfigError
+from clash_pipeline.settings import Settings, load_settings
+
+__all__ = ["app"]
+
+app = typer.Typer(help="The database: embedded PostgreSQL or DATABASE_URL.", no_args_is_help=True)
+
+
+@app.command("start")
+def db_start() -> None:
+    """Start the embedded PostgreSQL (no-op if running) and apply migrations."""
+    settings = load_settings()
+    url = common.prepare_database(settings)
+    from clash_pipeline.warehouse.connect import redact_url
+
+    out.print(f"database ready: {redact_url(url)}")
+
+
+@app.command("stop")
+def db_stop() -> None:
+    """Stop the embedded PostgreSQL."""
+    settings = load_settings()
+    if not settings.uses_embedded_database:
+        raise ConfigError(
+            "DATABASE_URL is set: this database is not managed by clash-pipeline",
+            hint="unset DATABASE_URL to manage the embedded database",
+        )
+    from clash_pipeline.warehouse.embedded import EmbeddedPostgres
+
+    stopped = EmbeddedPostgres(settings.home).stop()
+    out.print("embedded PostgreSQL stopped" if stopped else "embedded PostgreSQL was not running")
+
+
+@app.command("status")
+def db_status() -> None:
+    """Show where the database is and whether it is running, with applied migrations."""
+    settings = load_settings()
+    if settings.uses_embedded_database:
+        url = _print_embedded_status(settings)
+    else:
+        out.print("mode: DATABASE_URL")
+        url = settings.database_url
+    if url:
+        _print_migrations(url)
+
+
+def _print_embedded_status(settings: Settings) -> str | None:
+    """Print the embedded server's state; its URL when it is running."""
+    from clash_pipeline.warehouse.embedded import EmbeddedPostgres
+
+    status = EmbeddedPostgres(settings.home).status()
+    out.print(f"mode: embedded ({status.data_dir})")
+    out.print(f"initialized: {status.initialized}  running: {status.running}")
+    if not status.running:
+        return None
+    out.print(f"pid: {status.pid}  port: {status.port}  server: {status.server_version}")
+    return status.url
+
+
+def _print_migrations(url: str) -> None:
+    from clash_pipeline.warehouse.connect import connect, redact_url
+    from clash_pipeline.warehouse.migrations import applied_migrations
+
+    out.print(f"url: {redact_url(url)}")
+    with connect(url) as conn:
+        try:
+            rows = applied_migrations(conn)
+        except Exception:  # noqa: BLE001 - a database without our bookkeeping yet
+            rows = []
+    out.print(
+        f"migrations applied: {len(rows)}" + (f" (latest {rows[-1]['version']})" if rows else "")
+    )
+
+
+@app.command("url")
+def db_url() -> None:
+    """Print a URL for psql, dbt and BI tools (starts the embedded server if needed)."""
+    settings = load_settings()
+    from clash_pipeline.warehouse.connect import resolve_database_url
+
+    print(resolve_database_url(settings))
+
+
+@app.command("migrate")
+def db_migrate() -> None:
+    """Apply pending migrations from supabase/migrations (applying twice is a no-op)."""
+    settings = load_settings()
+    from clash_pipeline.warehouse.connect import resolve_database_url
+    from clash_pipeline.warehouse.migrations import migrate
+
+    result = migrate(resolve_database_url(settings))
+    for version in result.applied:
+        out.print(f"applied {version}")
+    out.print(f"{len(result.applied)} applied, {len(result.already_applied)} already applied")

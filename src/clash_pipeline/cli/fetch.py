@@ -1,0 +1,107 @@
+"""``clash-pipeline fetch``: fetch and land clans without Prefect or dbt (one run per clan)."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections.abc import Callable
+from datetime import datetime
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.table import Table
+
+from clash_pipeline.cli import common
+from clash_pipeline.cli.output import err, human_bytes, out
+from clash_pipeline.errors import ConfigError
+from clash_pipeline.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from clash_pipeline.ingest.fetch import FetchOutcome
+
+__all__ = ["fetch"]
+
+
+def fetch(
+    clan: Annotated[
+        list[str] | None, typer.Option("--clan", "-c", help="Clan tag (repeatable).")
+    ] = None,
+    simulate: Annotated[
+        bool, typer.Option(help="Fetch from an in-process simulated API instead.")
+    ] = False,
+    seed: Annotated[int, typer.Option(help="Simulator seed (with --simulate).")] = 0,
+) -> None:
+    """Fetch clans from the Clash API and land every response in raw (one run per clan)."""
+    settings = load_settings()
+    tags = common.clan_tags(settings, clan)
+    if not simulate and not settings.api_token():
+        raise ConfigError(
+            "COC_API_TOKEN is not set",
+            hint="create a key at https://developer.clashofclans.com and set COC_API_TOKEN, "
+            "or add --simulate to use the simulated API",
+        )
+    url = common.prepare_database(settings)
+    if simulate:
+        from clash_pipeline.simulator.server import SimulatedClashApi
+
+        token = secrets.token_urlsafe(24)
+        with SimulatedClashApi(seed=seed, token=token, frozen_clock=False) as sim:
+            outcomes = _fetch_clans(
+                settings, url, tags, sim.base_url, token, "simulator", sim.clock.now
+            )
+    else:
+        outcomes = _fetch_clans(
+            settings, url, tags, settings.coc_api_base_url, settings.api_token() or "", "api", None
+        )
+    _print_outcomes(outcomes)
+    if any(o.status != "succeeded" for o in outcomes):
+        raise typer.Exit(1)
+
+
+def _fetch_clans(
+    settings: Settings,
+    url: str,
+    tags: list[str],
+    base_url: str,
+    token: str,
+    source: str,
+    clock: Callable[[], datetime] | None,
+) -> list[FetchOutcome]:
+    from clash_pipeline.ingest.fetch import ApiTarget, fetch_clans
+    from clash_pipeline.warehouse.runs import utc_now
+
+    target = ApiTarget(base_url=base_url, token=token, source=source, clock=clock or utc_now)
+    return asyncio.run(fetch_clans(settings, url, tags, target))
+
+
+def _print_outcomes(outcomes: list[FetchOutcome]) -> None:
+    table = Table(title="fetch runs")
+    for col in ("clan", "status", "requests", "failed", "new payloads", "stored", "received"):
+        table.add_column(col)
+    for o in outcomes:
+        land = o.land
+        table.add_row(
+            o.clan_tag,
+            o.status,
+            str(land.requests) if land else "-",
+            str(land.failed_requests) if land else "-",
+            str(land.payloads_new) if land else "-",
+            human_bytes(land.bytes_new) if land else "-",
+            human_bytes(land.bytes_received) if land else "-",
+        )
+    out.print(table)
+    for o in outcomes:
+        _print_problems(o)
+
+
+def _print_problems(outcome: FetchOutcome) -> None:
+    """The run's error with its hint, and its first failed requests."""
+    if outcome.error:
+        err.print(f"[red]error[/red] {outcome.clan_tag}: {outcome.error.get('message')}")
+        if outcome.error.get("hint"):
+            err.print(f"hint: {outcome.error['hint']}")
+    for f in outcome.failed_requests[:5]:
+        err.print(
+            f"[yellow]warning[/yellow] {outcome.clan_tag}: {f['endpoint']} {f['tag'] or ''} "
+            f"-> {f['status'] or f['error']} {f['reason'] or ''}"
+        )

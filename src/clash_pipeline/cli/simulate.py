@@ -1,0 +1,45 @@
+"""``clash-pipeline simulate-api``: the simulated Clash API as a server of its own."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from clash_pipeline.clash_api.tags import normalize_tag
+from clash_pipeline.cli import common
+
+__all__ = ["simulate_api"]
+
+
+def simulate_api(
+    host: Annotated[str, typer.Option(help="Interface to listen on (loopback).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port (0 picks a free one).")] = 8765,
+    seed: Annotated[int, typer.Option(help="Seed of the simulated world.")] = 0,
+    token: Annotated[
+        str, typer.Option(help="Bearer token the server accepts.", envvar="SIM_API_TOKEN")
+    ] = "sim-token",  # noqa: S107 - the simulator's own token, not a secret
+    start_time: Annotated[
+        str | None, typer.Option(help="Simulated start time, ISO 8601 UTC.")
+    ] = None,
+    frozen: Annotated[
+        bool, typer.Option(help="Freeze the clock (advance it with POST /_sim/clock).")
+    ] = False,
+    missing_clan: Annotated[
+        list[str] | None, typer.Option(help="A clan tag to answer with notFound.")
+    ] = None,
+) -> None:
+    """Run the simulated Clash API on its own; point COC_API_BASE_URL at it."""
+    from clash_pipeline.simulator.server import serve_forever
+
+    start = common.parse_time(start_time) if start_time else None
+    missing = [normalize_tag(t, kind="clan tag") for t in missing_clan or []]
+    serve_forever(
+        host=host,
+        port=port,
+        seed=seed,
+        token=token,
+        start_time=start,
+        frozen_clock=frozen,
+        missing_clans=missing,
+    )
