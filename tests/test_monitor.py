@@ -406,7 +406,10 @@ def test_an_error_inside_the_monitor_is_recorded_and_does_not_fail_the_run(
 def test_the_committed_gx_context_is_what_the_code_writes():
     """gx/ holds one suite and validation definition per check, bounds as parameters."""
     from clash_pipeline.monitor.checks import CHECKS
-    from clash_pipeline.monitor.context import CHECKPOINT, REPO_GX_DIR
+    from clash_pipeline.monitor.context import CHECKPOINT
+    from clash_pipeline.project import project_dir
+
+    REPO_GX_DIR = project_dir() / "gx"
 
     checkpoint = json.loads((REPO_GX_DIR / "checkpoints" / f"{CHECKPOINT}.json").read_text())
     assert [v["name"] for v in checkpoint["validation_definitions"]] == [c.name for c in CHECKS]
