@@ -36,6 +36,7 @@ import httpx  # noqa: E402
 
 from bench.pipeline import fresh_database, full_clans, run  # noqa: E402
 from clash_pipeline.orchestration.runtime import configure_prefect  # noqa: E402
+from clash_pipeline.project import project_dir  # noqa: E402
 from clash_pipeline.settings import load_settings  # noqa: E402
 from clash_pipeline.warehouse.connect import resolve_database_url  # noqa: E402
 from clash_pipeline.warehouse.migrations import migrate  # noqa: E402
@@ -64,10 +65,13 @@ def build_warehouse(home: Path, seed: int) -> tuple[str, str]:
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+        port: int = probe.getsockname()[1]
+        return port
 
 
-def start_api(db_url: str, port: int, log: Path, *, body_cache: bool = True) -> subprocess.Popen:
+def start_api(
+    db_url: str, port: int, log: Path, *, body_cache: bool = True
+) -> subprocess.Popen[bytes]:
     env = {**os.environ, "DATABASE_URL": db_url}
     command = [
         sys.executable,
@@ -86,7 +90,7 @@ def start_api(db_url: str, port: int, log: Path, *, body_cache: bool = True) -> 
         stdout=log.open("ab"),
         stderr=subprocess.STDOUT,
         env=env,
-        cwd=Path(__file__).resolve().parents[1],
+        cwd=project_dir(),
     )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -141,7 +145,7 @@ class Connection:
 
 
 async def measure(
-    connections: list[Connection], target: str, headers: dict, count: int, status: int
+    connections: list[Connection], target: str, headers: dict[str, str], count: int, status: int
 ) -> tuple[list[float], float]:
     latencies: list[float] = []
     remaining = count
@@ -166,6 +170,12 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))] * 1000
 
 
+#: What is measured: (connection pool, request headers, expected status) by kind.
+Kinds = dict[str, tuple[list[Connection], dict[str, str], int]]
+#: Latencies (s) and the seconds they took, by kind.
+Results = dict[str, tuple[list[float], float]]
+
+
 async def bench(urls: dict[str, str], clan: str, requests: int, concurrency: int) -> None:
     """``urls``: "cached" (the API as deployed) and "uncached" (no body cache)."""
     target = "/api/v2/roster?" + urlencode({"clan": clan})
@@ -174,35 +184,50 @@ async def bench(urls: dict[str, str], clan: str, requests: int, concurrency: int
         for name, url in urls.items()
     }
     try:
-        t0 = time.perf_counter()
-        first = httpx.get(urls["cached"] + target, timeout=60)
-        first_ms = (time.perf_counter() - t0) * 1000
-        first.raise_for_status()
-        etag = first.headers["etag"]
-        body = first.json()
-        print(
-            f"clan {clan}: {len(body['members'])} members, body {len(first.content):,} bytes,"
-            f" payload_version {body['payload_version']}"
-        )
-        print(f"first 200 (body built from the marts): {first_ms:.1f} ms")
-        kinds = {
+        etag = first_response(urls["cached"] + target, clan)
+        kinds: Kinds = {
             "304": (pools["cached"], {"If-None-Match": etag}, 304),
             "200": (pools["cached"], {}, 200),
             "200 built": (pools["uncached"], {}, 200),
         }
-        for connections, headers, status in kinds.values():  # warm-up
-            await measure(connections, target, headers, 100, status)
-        results: dict[str, tuple[list[float], float]] = {kind: ([], 0.0) for kind in kinds}
-        for _ in range(max(1, requests // ROUND)):
-            for kind, (connections, headers, status) in kinds.items():
-                latencies, seconds = await measure(connections, target, headers, ROUND, status)
-                total, elapsed = results[kind]
-                results[kind] = (total + latencies, elapsed + seconds)
+        results = await interleaved_rounds(kinds, target, requests)
     finally:
         for connections in pools.values():
             for connection in connections:
                 await connection.close()
     print(f"{requests:,} requests of each kind, {concurrency} concurrent, loopback, interleaved")
+    report(results)
+
+
+def first_response(url: str, clan: str) -> str:
+    """Time the first 200 (its body built from the marts) and return its ETag."""
+    t0 = time.perf_counter()
+    first = httpx.get(url, timeout=60)
+    first_ms = (time.perf_counter() - t0) * 1000
+    first.raise_for_status()
+    body = first.json()
+    print(
+        f"clan {clan}: {len(body['members'])} members, body {len(first.content):,} bytes,"
+        f" payload_version {body['payload_version']}"
+    )
+    print(f"first 200 (body built from the marts): {first_ms:.1f} ms")
+    return first.headers["etag"]
+
+
+async def interleaved_rounds(kinds: Kinds, target: str, requests: int) -> Results:
+    """Warm up, then rounds of ROUND requests of each kind in turn (same machine state)."""
+    for connections, headers, status in kinds.values():  # warm-up
+        await measure(connections, target, headers, 100, status)
+    results: Results = {kind: ([], 0.0) for kind in kinds}
+    for _ in range(max(1, requests // ROUND)):
+        for kind, (connections, headers, status) in kinds.items():
+            latencies, seconds = await measure(connections, target, headers, ROUND, status)
+            total, elapsed = results[kind]
+            results[kind] = (total + latencies, elapsed + seconds)
+    return results
+
+
+def report(results: Results) -> None:
     print(f"{'kind':<11}{'p50 ms':>9}{'p99 ms':>9}{'mean ms':>9}{'req/s':>9}")
     p50 = {}
     for kind, (latencies, elapsed) in results.items():

@@ -22,7 +22,8 @@ import pytest
 from clash_pipeline.errors import DatabaseError
 from clash_pipeline.settings import load_settings
 from clash_pipeline.warehouse.connect import connect, redact_url, resolve_database_url
-from clash_pipeline.warehouse.embedded import EmbeddedPostgres, _bin_dir
+from clash_pipeline.warehouse.embedded import EmbeddedPostgres
+from clash_pipeline.warehouse.postgres_programs import bin_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -91,7 +92,7 @@ def test_first_start_initialises_and_serves(embedded):
     assert state["password"] not in embedded.log_file.read_text()
     # usable by other tools too
     psql = subprocess.run(
-        [str(_bin_dir() / "psql"), url, "-Atc", "select current_database()"],
+        [str(bin_dir() / "psql"), url, "-Atc", "select current_database()"],
         capture_output=True,
         text=True,
         timeout=30,

@@ -16,7 +16,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from clash_pipeline.clash_api.tags import normalize_tag
-from clash_pipeline.errors import ConfigError
+from clash_pipeline.errors import ClashPipelineError, ConfigError
 
 DEFAULT_API_BASE_URL = "https://api.clashofclans.com/v1"
 
@@ -159,6 +159,7 @@ class Settings(BaseSettings):
 def load_settings(**overrides: object) -> Settings:
     """Read settings from the environment (and ``.env``), or raise ConfigError in one line."""
     try:
+        # pydantic validates the overrides at run time; their static types are the fields'.
         return Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
         error = exc.errors()[0]
@@ -169,12 +170,8 @@ def load_settings(**overrides: object) -> Settings:
             f"{env} is invalid: {reason}",
             hint=f"fix {env} in the environment or in .env",
         ) from None
-    except Exception as exc:  # InvalidTagError raised inside a validator
-        from clash_pipeline.errors import ClashPipelineError
-
-        if isinstance(exc, ClashPipelineError):
-            raise ConfigError(
-                f"COC_CLAN_TAGS is invalid: {exc.message}",
-                hint="fix COC_CLAN_TAGS in the environment or in .env",
-            ) from None
-        raise
+    except ClashPipelineError as exc:  # InvalidTagError raised inside a validator
+        raise ConfigError(
+            f"COC_CLAN_TAGS is invalid: {exc.message}",
+            hint="fix COC_CLAN_TAGS in the environment or in .env",
+        ) from None

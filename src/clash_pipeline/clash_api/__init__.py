@@ -5,6 +5,10 @@ Typical use, one client and one limiter per run::
     async with ClashClient.from_settings(settings) as client:
         clan = await client.get_clan("#2PR8R8V8P")
         print(clan.data["name"], clan.record.max_age)
+
+The modules: ``client`` (the request loop), ``endpoints`` (paths and parameters), ``retry``
+(back-off and cool-downs), ``responses`` (what an attempt got back), ``failures`` (the message
+and hint of an error), ``records`` (what the fetch log stores), ``errors``, ``ratelimit``, ``tags``.
 """
 
 from clash_pipeline.clash_api.client import (

@@ -2,7 +2,7 @@
 
 Each error is one line for the user (``.message``) plus what to do (``.hint``), like every
 :class:`~clash_pipeline.errors.ClashPipelineError`, and carries the
-:class:`~clash_pipeline.clash_api.client.FetchRecord`
+:class:`~clash_pipeline.clash_api.records.FetchRecord`
 of the failed request (``.record``) so the fetch log keeps the failure too.
 
 The API's own ``message`` field is ``.api_message`` (``.message`` is the full line the CLI prints).
@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from clash_pipeline.errors import ClashPipelineError
 
 if TYPE_CHECKING:
-    from clash_pipeline.clash_api.client import FetchRecord
+    from clash_pipeline.clash_api.records import FetchRecord
 
 __all__ = [
     "AccessDeniedError",

@@ -18,6 +18,8 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
+from clash_pipeline.warehouse.connect import one_row
+
 _log = logging.getLogger("clash_pipeline.monitor")
 
 
@@ -51,70 +53,76 @@ def apply_findings(conn: psycopg.Connection[Any], findings: list[Finding]) -> li
     """Open, update or resolve one alert per finding (in one transaction)."""
     changes: list[AlertChange] = []
     with conn.transaction():
-        for f in findings:
-            if f.passed:
-                for row in conn.execute(
-                    """
-                    update ops.alerts
-                    set status = 'resolved', resolved_at = clock_timestamp(),
-                        last_run_id = coalesce(%s, last_run_id)
-                    where coalesce(clan_tag, '') = %s and check_name = %s and status = 'open'
-                    returning alert_id, severity, summary, occurrences
-                    """,
-                    (f.run_id, f.clan_tag, f.check_name),
-                ).fetchall():
-                    changes.append(
-                        AlertChange(
-                            row[0], f.clan_tag, f.check_name, row[1], "resolved", row[2], row[3]
-                        )
-                    )
-                continue
-            row = conn.execute(
-                """
-                insert into ops.alerts (
-                    clan_tag, check_name, severity, summary, details,
-                    observed_value, threshold, first_run_id, last_run_id
-                )
-                values (%s, %s, %s, %s, %s, %s, %s, %s, %s)
-                on conflict ((coalesce(clan_tag, '')), check_name) where status = 'open'
-                do update set
-                    last_seen_at = clock_timestamp(),
-                    occurrences = ops.alerts.occurrences + 1,
-                    severity = excluded.severity,
-                    summary = excluded.summary,
-                    details = excluded.details,
-                    observed_value = excluded.observed_value,
-                    threshold = excluded.threshold,
-                    last_run_id = coalesce(excluded.last_run_id, ops.alerts.last_run_id)
-                returning alert_id, occurrences, (xmax = 0) as inserted
-                """,
-                (
-                    f.clan_tag,
-                    f.check_name,
-                    f.severity,
-                    f.summary,
-                    Jsonb(f.details),
-                    f.observed_value,
-                    f.threshold,
-                    f.run_id,
-                    f.run_id,
-                ),
-            ).fetchone()
-            changes.append(
-                AlertChange(
-                    row[0],
-                    f.clan_tag,
-                    f.check_name,
-                    f.severity,
-                    "opened" if row[2] else "still_open",
-                    f.summary,
-                    row[1],
-                )
-            )
+        for finding in findings:
+            if finding.passed:
+                changes += _resolve(conn, finding)
+            else:
+                changes.append(_open_or_update(conn, finding))
     return changes
 
 
-def list_alerts(conn: psycopg.Connection[Any], *, include_resolved: bool = False) -> list[dict]:
+def _resolve(conn: psycopg.Connection[Any], f: Finding) -> list[AlertChange]:
+    """Resolve the open alert of a check that passes again (none if it was not open)."""
+    rows = conn.execute(
+        """
+        update ops.alerts
+        set status = 'resolved', resolved_at = clock_timestamp(),
+            last_run_id = coalesce(%s, last_run_id)
+        where coalesce(clan_tag, '') = %s and check_name = %s and status = 'open'
+        returning alert_id, severity, summary, occurrences
+        """,
+        (f.run_id, f.clan_tag, f.check_name),
+    ).fetchall()
+    return [
+        AlertChange(alert_id, f.clan_tag, f.check_name, severity, "resolved", summary, occurrences)
+        for alert_id, severity, summary, occurrences in rows
+    ]
+
+
+def _open_or_update(conn: psycopg.Connection[Any], f: Finding) -> AlertChange:
+    """Open an alert for a failing check, or bring its open alert up to date."""
+    alert_id, occurrences, inserted = one_row(
+        conn.execute(
+            """
+            insert into ops.alerts (
+                clan_tag, check_name, severity, summary, details,
+                observed_value, threshold, first_run_id, last_run_id
+            )
+            values (%s, %s, %s, %s, %s, %s, %s, %s, %s)
+            on conflict ((coalesce(clan_tag, '')), check_name) where status = 'open'
+            do update set
+                last_seen_at = clock_timestamp(),
+                occurrences = ops.alerts.occurrences + 1,
+                severity = excluded.severity,
+                summary = excluded.summary,
+                details = excluded.details,
+                observed_value = excluded.observed_value,
+                threshold = excluded.threshold,
+                last_run_id = coalesce(excluded.last_run_id, ops.alerts.last_run_id)
+            returning alert_id, occurrences, (xmax = 0) as inserted
+            """,
+            (
+                f.clan_tag,
+                f.check_name,
+                f.severity,
+                f.summary,
+                Jsonb(f.details),
+                f.observed_value,
+                f.threshold,
+                f.run_id,
+                f.run_id,
+            ),
+        )
+    )
+    change = "opened" if inserted else "still_open"
+    return AlertChange(
+        alert_id, f.clan_tag, f.check_name, f.severity, change, f.summary, occurrences
+    )
+
+
+def list_alerts(
+    conn: psycopg.Connection[Any], *, include_resolved: bool = False
+) -> list[dict[str, Any]]:
     """Open alerts (or every alert), newest first."""
     cur = conn.execute(
         """
@@ -127,7 +135,7 @@ def list_alerts(conn: psycopg.Connection[Any], *, include_resolved: bool = False
         """,
         (include_resolved,),
     )
-    names = [c.name for c in cur.description]
+    names = [c.name for c in cur.description or ()]
     return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
 
 

@@ -16,6 +16,7 @@ from typing import Any
 import psycopg
 
 from clash_pipeline.settings import Settings
+from clash_pipeline.warehouse.connect import one_row
 
 HEALTH = "marts.ingest_run_health"
 #: A run counts for the checks once it has landed and has not failed.
@@ -191,6 +192,21 @@ where is_current
 
 CHECKS_BY_NAME = {check.name: check for check in CHECKS}
 
+#: How many past runs there are to judge by, and their phases' p95 durations.
+_DURATION_P95S_SQL = """
+select count(*),
+    percentile_cont(0.95) within group (order by duration_ms),
+    percentile_cont(0.95) within group (order by fetch_ms),
+    percentile_cont(0.95) within group (order by land_ms),
+    percentile_cont(0.95) within group (order by transform_ms)
+from (
+    select * from marts.ingest_run_health
+    where status = 'succeeded' and is_landed and not (run_id::text = any(%s))
+    order by started_at desc
+    limit %s
+) history
+"""
+
 
 def expectation_parameters(
     conn: psycopg.Connection[Any], settings: Settings, checked_run_ids: list[str]
@@ -208,23 +224,9 @@ def expectation_parameters(
         "max_failed_player_share": settings.clash_monitor_failed_player_share,
         "freshness_hours": settings.clash_monitor_freshness_hours,
     }
-    row = conn.execute(
-        """
-        select count(*),
-            percentile_cont(0.95) within group (order by duration_ms),
-            percentile_cont(0.95) within group (order by fetch_ms),
-            percentile_cont(0.95) within group (order by land_ms),
-            percentile_cont(0.95) within group (order by transform_ms)
-        from (
-            select * from marts.ingest_run_health
-            where status = 'succeeded' and is_landed and not (run_id::text = any(%s))
-            order by started_at desc
-            limit %s
-        ) history
-        """,
-        (checked_run_ids, DURATION_HISTORY_RUNS),
-    ).fetchone()
-    runs, *p95s = row
+    runs, *p95s = one_row(
+        conn.execute(_DURATION_P95S_SQL, (checked_run_ids, DURATION_HISTORY_RUNS))
+    )
     floor_ms = settings.clash_monitor_duration_floor_seconds * 1000
     k = settings.clash_monitor_duration_factor
     for name, p95 in zip(("duration", "fetch", "land", "transform"), p95s, strict=True):
@@ -233,8 +235,8 @@ def expectation_parameters(
         else:
             params[f"max_{name}_ms"] = round(max(floor_ms, k * float(p95)), 1)
     params["duration_history_runs"] = float(runs)
-    top = conn.execute(
-        "select max(town_hall_level) from reference.unit_caps where village = 'home'"
-    ).fetchone()[0]
+    (top,) = one_row(
+        conn.execute("select max(town_hall_level) from reference.unit_caps where village = 'home'")
+    )
     params["max_town_hall"] = float(top or 18)
     return params

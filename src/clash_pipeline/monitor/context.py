@@ -48,7 +48,9 @@ def open_context(root: Path, db_url: str) -> Any:
 def write_context(root: Path, db_url: str) -> Any:
     """(Re)write the context in ``root`` from the checks; returns it."""
     import great_expectations as gx
-    from great_expectations.checkpoint import UpdateDataDocsAction
+
+    # Imported from the defining modules: the package __init__s do not re-export them for mypy.
+    from great_expectations.checkpoint.actions import UpdateDataDocsAction
 
     root.mkdir(parents=True, exist_ok=True)
     for name in _OWNED:
@@ -89,7 +91,9 @@ def write_context(root: Path, db_url: str) -> Any:
 
 def _suite(check: Check) -> Any:
     import great_expectations as gx
-    import great_expectations.expectations as gxe
+    from great_expectations.expectations.core.expect_column_values_to_be_between import (
+        ExpectColumnValuesToBeBetween,
+    )
 
     def bound(value: float | str | None) -> Any:
         return {"$PARAMETER": value} if isinstance(value, str) else value
@@ -103,7 +107,7 @@ def _suite(check: Check) -> Any:
             kwargs["max_value"] = bound(item.max_value)
         if item.strict_max:
             kwargs["strict_max"] = True
-        expectations.append(gxe.ExpectColumnValuesToBeBetween(**kwargs, meta={"check": check.name}))
+        expectations.append(ExpectColumnValuesToBeBetween(**kwargs, meta={"check": check.name}))
     return gx.ExpectationSuite(
         name=check.suite_name,
         expectations=expectations,

@@ -5,7 +5,8 @@ run), the scheduled ``clash-monitor`` flow and ``clash-pipeline monitor`` (all
 clans) call. It computes the expectation parameters in SQL, runs the
 ``clash_monitor`` checkpoint of the GX context (which also updates the Data
 Docs), turns each failed expectation into a finding for the clan it names
-(``unexpected_index_list``) and applies the findings to ``ops.alerts``.
+(``unexpected_index_list``, see :mod:`clash_pipeline.monitor.findings`) and
+applies the findings to ``ops.alerts``.
 
 An expectation that raised inside GX (e.g. a mart missing) is an *error* of
 that check, not a finding: the check's alerts stay as they were, and the
@@ -18,18 +19,19 @@ import logging
 import shutil
 import time
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
-from decimal import Decimal
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from clash_pipeline.errors import ClashPipelineError
 from clash_pipeline.monitor.alerts import AlertChange, Finding, apply_findings, post_webhook
-from clash_pipeline.monitor.checks import CHECKS, CHECKS_BY_NAME, Check, expectation_parameters
+from clash_pipeline.monitor.checks import expectation_parameters
 from clash_pipeline.monitor.context import CHECKPOINT, DATASOURCE, gx_dir, open_context
+from clash_pipeline.monitor.findings import findings_for, read_results
 from clash_pipeline.settings import Settings
-from clash_pipeline.warehouse.connect import connect, scrub
+from clash_pipeline.warehouse.connect import connect, one_row
 
 _log = logging.getLogger("clash_pipeline.monitor")
 
@@ -82,8 +84,53 @@ def run_monitor(
     replaces expectation parameters (e.g. ``freshness_hours``).
     """
     t0 = time.perf_counter()
+    scope = _read_scope(db_url, settings, clan_tags, overrides or {})
+    root = _checkpoint_root(settings)
+    g0 = time.perf_counter()
+    run_results = _run_checkpoint(root, db_url, scope.params)
+    gx_seconds = time.perf_counter() - g0
+    results = read_results(run_results, db_url)
+    findings = findings_for(
+        scope.clans,
+        results,
+        params=scope.params,
+        clans_with_runs=_clans_with_runs(db_url),
+        run_ids={c: (run_ids or {}).get(c) or scope.latest_runs.get(c) for c in scope.clans},
+    )
+    with connect(db_url) as conn:
+        changes = apply_findings(conn, findings)
+    url = settings.clash_alert_webhook_url
+    sent = post_webhook(url.get_secret_value() if url else None, changes)
+    docs = root / DOCS_SITE / "index.html"
+    for name, message in results.errors.items():
+        _log.error("monitor check %s could not run: %s", name, message)
+    return MonitorReport(
+        clans=scope.clans,
+        parameters=scope.params,
+        findings=findings,
+        changes=changes,
+        errors=results.errors,
+        seconds=time.perf_counter() - t0,
+        gx_seconds=gx_seconds,
+        data_docs=docs if docs.is_file() else None,
+        webhooks_sent=sent,
+    )
+
+
+@dataclass
+class _Scope:
+    """What one monitor run judges: its clans, their latest runs and the expectation bounds."""
+
+    clans: list[str]
+    latest_runs: dict[str, uuid.UUID]
+    params: dict[str, float]
+
+
+def _read_scope(
+    db_url: str, settings: Settings, clan_tags: list[str] | None, overrides: dict[str, float]
+) -> _Scope:
     with connect(db_url, autocommit=True) as conn:
-        if conn.execute("select to_regclass('marts.ingest_run_health')").fetchone()[0] is None:
+        if one_row(conn.execute("select to_regclass('marts.ingest_run_health')"))[0] is None:
             raise ClashPipelineError(
                 "the warehouse has no marts.ingest_run_health yet: nothing to monitor",
                 hint="run the pipeline once (`clash-pipeline run`) or `clash-pipeline build`",
@@ -94,8 +141,7 @@ def run_monitor(
                 "select distinct clan_tag from marts.ingest_run_health order by 1"
             ).fetchall()
         ]
-        clans = list(dict.fromkeys(clan_tags or settings.coc_clan_tags or known))
-        latest = dict(
+        latest: dict[str, uuid.UUID] = dict(
             conn.execute(
                 """
                 select distinct on (clan_tag) clan_tag, run_id from marts.ingest_run_health
@@ -105,14 +151,24 @@ def run_monitor(
             ).fetchall()
         )
         params = expectation_parameters(conn, settings, [str(v) for v in latest.values()])
-        params.update(overrides or {})
+    params.update(overrides)
+    clans = list(dict.fromkeys(clan_tags or settings.coc_clan_tags or known))
+    return _Scope(clans=clans, latest_runs=latest, params=params)
+
+
+def _checkpoint_root(settings: Settings) -> Path:
+    """The GX context to run, refusing one without the monitor's checkpoint."""
     root = gx_dir(settings.clash_gx_dir, settings.home)
     if not (root / "checkpoints" / f"{CHECKPOINT}.json").is_file():
         raise ClashPipelineError(
             f"no Great Expectations checkpoint {CHECKPOINT!r} in {root}",
             hint="run `clash-pipeline monitor --write-gx` to write the GX context",
         )
-    g0 = time.perf_counter()
+    return root
+
+
+def _run_checkpoint(root: Path, db_url: str, params: dict[str, float]) -> Iterable[Any]:
+    """Run the checkpoint (which also rebuilds the Data Docs); its validation results."""
     prune_results(root)
     context = open_context(root, db_url)
     checkpoint = context.checkpoints.get(CHECKPOINT)
@@ -120,77 +176,13 @@ def run_monitor(
         result = checkpoint.run(expectation_parameters=params)
     finally:
         _close_engines(context, checkpoint)
-    gx_seconds = time.perf_counter() - g0
-    errors: dict[str, str] = {}
-    failures: dict[tuple[str, str], list[dict[str, Any]]] = {}
-    seen: dict[str, set[str]] = {}
-    for validation in result.run_results.values():
-        check = _check_of(validation.suite_name)
-        if check is None:
-            continue
-        for item in validation.results:
-            config = item.expectation_config
-            kwargs = config.kwargs
-            info = item.exception_info or {}
-            if info.get("raised_exception"):
-                errors[check.name] = scrub(str(info.get("exception_message")), db_url)[:500]
-                continue
-            column = kwargs.get("column")
-            for found in (item.result or {}).get("unexpected_index_list") or []:
-                row = {key: _plain(value) for key, value in found.items()}
-                bound, side = _bound(kwargs, row.get(column))
-                failures.setdefault((row["clan_tag"], check.name), []).append(
-                    {
-                        "column": column,
-                        "subject": row.get("subject"),
-                        "value": row.get(column),
-                        "bound": bound,
-                        "side": side,
-                    }
-                )
-        seen[check.name] = set()
-    # clans with rows in each check's asset (freshness: a clan with no run at all fails)
+    return list(result.run_results.values())
+
+
+def _clans_with_runs(db_url: str) -> set[str]:
+    """Clans with any run at all (the freshness check fails a clan that has none)."""
     with connect(db_url, autocommit=True) as conn:
-        fresh_rows = {
-            r[0] for r in conn.execute("select distinct clan_tag from marts.ingest_run_health")
-        }
-    findings: list[Finding] = []
-    for clan in clans:
-        for check in CHECKS:
-            if check.name in errors:
-                continue
-            rows = failures.get((clan, check.name), [])
-            if check.name == "freshness" and clan not in fresh_rows:
-                rows = [
-                    {
-                        "column": "hours_since_success",
-                        "subject": clan,
-                        "value": None,
-                        "bound": params["freshness_hours"],
-                        "side": "max",
-                        "note": "no run of this clan at all",
-                    }
-                ]
-            findings.append(_finding(clan, check, rows, params, latest.get(clan), run_ids))
-    with connect(db_url) as conn:
-        changes = apply_findings(conn, findings)
-    url = settings.clash_alert_webhook_url
-    sent = post_webhook(url.get_secret_value() if url else None, changes)
-    docs = root / DOCS_SITE / "index.html"
-    report = MonitorReport(
-        clans=clans,
-        parameters=params,
-        findings=findings,
-        changes=changes,
-        errors=errors,
-        seconds=time.perf_counter() - t0,
-        gx_seconds=gx_seconds,
-        data_docs=docs if docs.is_file() else None,
-        webhooks_sent=sent,
-    )
-    for name, message in errors.items():
-        _log.error("monitor check %s could not run: %s", name, message)
-    return report
+        return {r[0] for r in conn.execute("select distinct clan_tag from marts.ingest_run_health")}
 
 
 def prune_results(root: Path, keep: timedelta = KEEP_RESULTS) -> int:
@@ -227,67 +219,3 @@ def _close_engines(context: Any, checkpoint: Any) -> None:
                 getattr(engine, close)()
             except Exception as exc:  # noqa: BLE001 - closing is best effort
                 _log.debug("could not close a GX engine: %s", exc)
-
-
-def _check_of(suite_name: str | None) -> Check | None:
-    return CHECKS_BY_NAME.get((suite_name or "").removeprefix("clash_"))
-
-
-def _bound(kwargs: dict[str, Any], value: Any) -> tuple[float | None, str]:
-    low, high = kwargs.get("min_value"), kwargs.get("max_value")
-    if low is not None and value is not None and value < low:
-        return float(low), "min"
-    return (float(high) if high is not None else None), "max"
-
-
-def _finding(
-    clan: str,
-    check: Check,
-    rows: list[dict[str, Any]],
-    params: dict[str, float],
-    latest_run: Any,
-    run_ids: dict[str, uuid.UUID] | None,
-) -> Finding:
-    run_id = (run_ids or {}).get(clan) or latest_run
-    if not rows:
-        return Finding(clan, check.name, check.severity, passed=True, run_id=run_id)
-    first = rows[0]
-    value = first["value"]
-    summary = f"{check.title}: {first['column']} = {_fmt(value)}"
-    if first["bound"] is not None:
-        summary += f" ({'below' if first['side'] == 'min' else 'above'} {_fmt(first['bound'])})"
-    if first["subject"] and first["subject"] != clan:
-        summary += f" for {first['subject']}"
-    if len(rows) > 1:
-        summary += f"; {len(rows) - 1} more"
-    return Finding(
-        clan_tag=clan,
-        check_name=check.name,
-        severity=check.severity,
-        passed=False,
-        summary=summary,
-        observed_value=float(value) if isinstance(value, int | float) else None,
-        threshold=first["bound"],
-        details={
-            "title": check.title,
-            "failures": rows[:20],
-            "failure_count": len(rows),
-            "parameters": {k: params[k] for k in sorted(params)},
-        },
-        run_id=run_id,
-    )
-
-
-def _plain(value: Any) -> Any:
-    """JSON-able values for ops.alerts.details (numeric columns come back as Decimal)."""
-    if isinstance(value, Decimal):
-        return float(value)
-    if isinstance(value, datetime | date):
-        return value.isoformat()
-    return value
-
-
-def _fmt(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.3g}" if abs(value) < 1000 else f"{value:.0f}"
-    return "none" if value is None else str(value)

@@ -191,40 +191,11 @@ def run_dbt(
     Returns the per-node results, failed nodes included; raises :class:`DbtError`
     when dbt cannot run at all.
     """
-    from dbt.cli.main import dbtRunner  # dbt is slow to import: only when used
-
-    if not args:
-        raise DbtError("no dbt command given", hint="e.g. run_dbt(['build'], ...)")
-    full_args = [str(a) for a in args]
-    if full_refresh and "--full-refresh" not in full_args:
-        full_args.append("--full-refresh")
-    if vars:
-        full_args += ["--vars", json.dumps(dict(vars), default=str)]
-
+    full_args = _command_line(args, full_refresh=full_refresh, vars=vars)
     project_dir = project_dir or project.project_dir()
-    profiles_dir = Path(home) / "dbt"
-    env = dbt_env(db_url) | {
-        "DBT_PROJECT_DIR": str(project_dir),
-        "DBT_PROFILES_DIR": str(profiles_dir),
-        "DBT_TARGET_PATH": str(profiles_dir / "target"),
-        "DBT_LOG_PATH": str(profiles_dir / "logs"),
-        "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
-        "DBT_VERSION_CHECK": "false",
-        "DBT_USE_COLORS": "false",
-    }
-
     started = time.perf_counter()
-    with _DBT_LOCK, _environ(env):
-        prepare_profiles(Path(home), project_dir)
-        try:
-            outcome = dbtRunner().invoke(full_args)
-        except Exception as exc:  # noqa: BLE001 - dbt's own crash, reported in one line
-            raise DbtError(
-                f"dbt {full_args[0]} crashed: {_one_line(str(exc), db_url)}",
-                hint="see the dbt log under <home>/dbt/logs",
-            ) from None
+    outcome = _invoke(full_args, db_url=db_url, home=Path(home), project_dir=project_dir)
     elapsed = time.perf_counter() - started
-
     if outcome.exception is not None:
         raise DbtError(
             f"dbt {full_args[0]} could not run: {_one_line(str(outcome.exception), db_url)}",
@@ -240,6 +211,44 @@ def run_dbt(
     if not result.success:
         result.error_summary = _summary(full_args[0], nodes)
     return result
+
+
+def _command_line(
+    args: Sequence[str], *, full_refresh: bool, vars: Mapping[str, Any] | None
+) -> list[str]:
+    if not args:
+        raise DbtError("no dbt command given", hint="e.g. run_dbt(['build'], ...)")
+    full_args = [str(a) for a in args]
+    if full_refresh and "--full-refresh" not in full_args:
+        full_args.append("--full-refresh")
+    if vars:
+        full_args += ["--vars", json.dumps(dict(vars), default=str)]
+    return full_args
+
+
+def _invoke(full_args: list[str], *, db_url: str, home: Path, project_dir: Path) -> Any:
+    """dbt's ``dbtRunnerResult``: in-process, one invocation at a time, in dbt's environment."""
+    from dbt.cli.main import dbtRunner  # dbt is slow to import: only when used
+
+    profiles_dir = home / "dbt"
+    env = dbt_env(db_url) | {
+        "DBT_PROJECT_DIR": str(project_dir),
+        "DBT_PROFILES_DIR": str(profiles_dir),
+        "DBT_TARGET_PATH": str(profiles_dir / "target"),
+        "DBT_LOG_PATH": str(profiles_dir / "logs"),
+        "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
+        "DBT_VERSION_CHECK": "false",
+        "DBT_USE_COLORS": "false",
+    }
+    with _DBT_LOCK, _environ(env):
+        prepare_profiles(home, project_dir)
+        try:
+            return dbtRunner().invoke(full_args)
+        except Exception as exc:  # noqa: BLE001 - dbt's own crash, reported in one line
+            raise DbtError(
+                f"dbt {full_args[0]} crashed: {_one_line(str(exc), db_url)}",
+                hint="see the dbt log under <home>/dbt/logs",
+            ) from None
 
 
 def dbt_build(

@@ -24,6 +24,10 @@ them back. A restore point does:
    rows as they were (current rows + deleted - inserted, as multisets); each
    replaced ``copy`` relation from its copy; and drops tables the build created.
 
+The project's state (which builds must be full, which tables are models) is
+:mod:`clash_pipeline.transform.project_state`; the per-table SQL is
+:mod:`clash_pipeline.transform.relations`.
+
 A build whose process died is still ``running`` in ``ops.transform_builds``;
 the next build (holding the warehouse lock, so nobody else is building) rolls
 it back first (:func:`roll_back_abandoned`). Raw data is never touched: the
@@ -34,13 +38,10 @@ crash and the next pipeline run is not recorded and may be partly undone.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 import psycopg
@@ -48,10 +49,30 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.types.json import Jsonb
 
-from clash_pipeline.warehouse.connect import connect
+from clash_pipeline.transform.project_state import ModelInfo, dbt_models, project_fingerprint
+from clash_pipeline.transform.relations import (
+    RESTORE_SCHEMA,
+    RelationPlan,
+    Table,
+    columns,
+    copy_table,
+    count_against_copy,
+    count_by,
+    count_undo_log,
+    install_triggers,
+    is_dbt_leftover,
+    list_tables,
+    restore_copy,
+    undo_changes,
+)
+from clash_pipeline.warehouse.connect import connect, one_row
 
+# ModelInfo, dbt_models, project_fingerprint and RelationPlan live in the modules above;
+# callers know them as part of the restore point, so they are re-exported here.
 __all__ = [
     "BUILD_SETTING",
+    "RESTORE_SCHEMA",
+    "ModelInfo",
     "RelationPlan",
     "RestorePoint",
     "RollbackReport",
@@ -59,6 +80,8 @@ __all__ = [
     "build_database_url",
     "count_changes",
     "dbt_models",
+    "last_full_build",
+    "load_restore_point",
     "open_restore_point",
     "project_fingerprint",
     "publish",
@@ -68,44 +91,8 @@ __all__ = [
 
 #: The session setting that names the recording build (set for dbt's connections only).
 BUILD_SETTING = "clash.transform_build"
-RESTORE_SCHEMA = "ops_restore"
 #: Without a manifest (first build in a new home), these schemas are protected.
 DEFAULT_SCHEMAS = ("intermediate", "marts")
-_TRIGGERS = {
-    "insert": ("clash_undo_insert", "referencing new table as undo_new_rows"),
-    "update": (
-        "clash_undo_update",
-        "referencing old table as undo_old_rows new table as undo_new_rows",
-    ),
-    "delete": ("clash_undo_delete", "referencing old table as undo_old_rows"),
-}
-# Changes to these parts of the project need a full build (staging views, seeds,
-# macros, settings); intermediate and marts are rebuilt by every build anyway.
-_INCREMENTAL_PATHS = ("models/intermediate/", "models/marts/")
-_FULL_BUILD_PATHS = ("models/", "macros/", "seeds/", "snapshots/")
-_FULL_BUILD_FILES = ("dbt_project.yml", "packages.yml", "dependencies.yml")
-
-
-@dataclass
-class RelationPlan:
-    """How one table is put back."""
-
-    schema: str
-    name: str
-    oid: int
-    strategy: Literal["undo", "copy"]
-    unique_key: list[str] | None = None
-    copy_name: str | None = None
-    #: The name the undo trigger records: ``format('%I.%I', schema, name)``.
-    undo_relation: str = ""
-
-    @property
-    def qualified(self) -> str:
-        return f"{self.schema}.{self.name}"
-
-    @property
-    def identifier(self) -> sql.Composed:
-        return sql.Identifier(self.schema, self.name)
 
 
 @dataclass
@@ -138,69 +125,6 @@ class StepCount:
     changed: int | None
 
 
-@dataclass(frozen=True)
-class ModelInfo:
-    schema: str
-    name: str
-    materialized: str
-    unique_key: list[str] | None
-
-
-# ----------------------------------------------------------------------------- inputs
-
-
-def project_fingerprint(project_dir: Path) -> str:
-    """A hash of the parts of the dbt project that only a full build deploys.
-
-    Staging models, seeds, macros, snapshots and the project settings change
-    with releases; when their hash differs from the last published full build,
-    the next build is a full one.
-    """
-    import dbt.version
-
-    digest = hashlib.sha256(f"dbt {dbt.version.__version__}\n".encode())
-    project_dir = Path(project_dir)
-    paths: list[Path] = [project_dir / name for name in _FULL_BUILD_FILES]
-    for top in {p.split("/")[0] for p in _FULL_BUILD_PATHS}:
-        root = project_dir / top
-        if root.is_dir():
-            paths.extend(p for p in root.rglob("*") if p.is_file())
-    for path in sorted(set(paths)):
-        if not path.is_file():
-            continue
-        rel = path.relative_to(project_dir).as_posix()
-        if rel.startswith(_INCREMENTAL_PATHS):
-            continue
-        digest.update(rel.encode() + b"\0" + path.read_bytes() + b"\0")
-    return digest.hexdigest()
-
-
-def dbt_models(manifest_path: Path) -> dict[tuple[str, str], ModelInfo] | None:
-    """The project's models and snapshots by (schema, relation name), from a manifest."""
-    try:
-        manifest = json.loads(Path(manifest_path).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    project = (manifest.get("metadata") or {}).get("project_name")
-    models: dict[tuple[str, str], ModelInfo] = {}
-    for node in (manifest.get("nodes") or {}).values():
-        if node.get("resource_type") not in ("model", "snapshot"):
-            continue
-        if project and node.get("package_name") != project:
-            continue
-        config = node.get("config") or {}
-        materialized = str(config.get("materialized") or "")
-        if materialized in ("ephemeral", "view", "materialized_view"):
-            continue
-        key = config.get("unique_key")
-        if node.get("resource_type") == "snapshot":
-            key, materialized = "dbt_scd_id", "snapshot"
-        keys = [key] if isinstance(key, str) else list(key) if key else None
-        name = node.get("alias") or node.get("name")
-        models[(node["schema"], name)] = ModelInfo(node["schema"], name, materialized, keys)
-    return models
-
-
 def build_database_url(db_url: str, build_id: uuid.UUID) -> str:
     """``db_url`` whose sessions record their changes for ``build_id`` (libpq ``options``)."""
     option = f"-c {BUILD_SETTING}={build_id}"
@@ -213,8 +137,9 @@ def build_database_url(db_url: str, build_id: uuid.UUID) -> str:
         # libpq decodes %20, not "+", as a space
         return urlunsplit(parts._replace(query=urlencode(query, quote_via=quote)))
     params = conninfo_to_dict(db_url)
-    params["options"] = " ".join(filter(None, [params.get("options"), option]))
-    return make_conninfo(**params)
+    existing_options = params.get("options")
+    params["options"] = f"{existing_options} {option}" if existing_options else option
+    return make_conninfo("", **params)
 
 
 # -------------------------------------------------------------------- restore points
@@ -231,40 +156,14 @@ def open_restore_point(
     clan_tags: Iterable[str] = (),
 ) -> RestorePoint:
     """Plan how to restore every table dbt may change, arm the undo triggers, copy tables."""
-    if models:
-        schemas = sorted({schema for schema, _ in models})
-    else:
-        schemas = list(DEFAULT_SCHEMAS)
+    schemas = sorted({schema for schema, _ in models}) if models else list(DEFAULT_SCHEMAS)
     point = RestorePoint(build_id=build_id, scope=scope, schemas=schemas)
     with connect(db_url) as conn, conn.transaction():
-        for schema, name, oid, has_triggers, quoted in _tables(conn, schemas):
-            if _is_dbt_leftover(name):
+        for table in list_tables(conn, schemas):
+            if is_dbt_leftover(table.name):
                 continue
-            info = (models or {}).get((schema, name))
-            undo = (
-                info is not None
-                and info.materialized in ("incremental", "snapshot")
-                and bool(info.unique_key)
-            )
-            plan = RelationPlan(
-                schema=schema,
-                name=name,
-                oid=oid,
-                strategy="undo" if undo else "copy",
-                unique_key=info.unique_key if undo and info else None,
-                undo_relation=quoted,
-            )
-            if undo:
-                if not has_triggers:
-                    _install_triggers(conn, plan)
-            else:
-                plan.copy_name = f"b{build_id.hex[:12]}_{oid}"
-                conn.execute(
-                    sql.SQL("create unlogged table {} as table {}").format(
-                        sql.Identifier(RESTORE_SCHEMA, plan.copy_name), plan.identifier
-                    )
-                )
-            point.relations.append(plan)
+            info = (models or {}).get((table.schema, table.name))
+            point.relations.append(_protect(conn, build_id, table, info))
         conn.execute(
             """
             insert into ops.transform_builds (
@@ -281,6 +180,32 @@ def open_restore_point(
             ),
         )
     return point
+
+
+def _protect(
+    conn: psycopg.Connection[Any], build_id: uuid.UUID, table: Table, info: ModelInfo | None
+) -> RelationPlan:
+    """Choose how to put one table back, and prepare it: arm its undo log, or copy it."""
+    undo = (
+        info is not None
+        and info.materialized in ("incremental", "snapshot")
+        and bool(info.unique_key)
+    )
+    plan = RelationPlan(
+        schema=table.schema,
+        name=table.name,
+        oid=table.oid,
+        strategy="undo" if undo else "copy",
+        unique_key=info.unique_key if undo and info else None,
+        undo_relation=table.quoted,
+    )
+    if undo:
+        if not table.has_undo_triggers:
+            install_triggers(conn, plan)
+    else:
+        plan.copy_name = f"b{build_id.hex[:12]}_{table.oid}"
+        copy_table(conn, plan)
+    return plan
 
 
 def load_restore_point(conn: psycopg.Connection[Any], build_id: uuid.UUID) -> RestorePoint:
@@ -301,16 +226,18 @@ def load_restore_point(conn: psycopg.Connection[Any], build_id: uuid.UUID) -> Re
 def last_full_build(db_url: str, project_hash: str) -> bool:
     """Whether a full build of this project version was published on this database."""
     with connect(db_url, autocommit=True) as conn:
-        row = conn.execute(
-            """
-            select exists (
-                select from ops.transform_builds
-                where scope = 'full' and status = 'published' and project_hash = %s
+        (published,) = one_row(
+            conn.execute(
+                """
+                select exists (
+                    select from ops.transform_builds
+                    where scope = 'full' and status = 'published' and project_hash = %s
+                )
+                """,
+                (project_hash,),
             )
-            """,
-            (project_hash,),
-        ).fetchone()
-    return bool(row[0])
+        )
+    return bool(published)
 
 
 def publish(db_url: str, build_id: uuid.UUID) -> None:
@@ -333,13 +260,13 @@ def roll_back(
         if status is None or status[0] != "running":
             return report
         point = load_restore_point(conn, build_id)
-        existing = {(s, n): oid for s, n, oid, _, _ in _tables(conn, point.schemas)}
+        existing = {(t.schema, t.name): t.oid for t in list_tables(conn, point.schemas)}
         for plan in point.relations:
             oid = existing.get((plan.schema, plan.name))
             if plan.strategy == "undo":
-                rows = _undo(conn, point.build_id, plan, present=oid is not None)
+                rows = undo_changes(conn, point.build_id, plan, present=oid is not None)
             else:
-                rows = _restore_copy(conn, plan, current_oid=oid)
+                rows = restore_copy(conn, plan, current_oid=oid)
             if rows is not None:
                 report.restored.append(plan.qualified)
                 report.rows_restored += rows
@@ -377,218 +304,31 @@ def count_changes(
     rows, and those not in the copy; for a relation the build created: all rows.
     """
     plan = point.relation(schema, name)
-    relation = sql.Identifier(schema, name)
     with connect(db_url, autocommit=True) as conn:
-        columns = _columns(conn, schema, name)
-        if not columns:
+        names = columns(conn, schema, name)
+        if not names:
             return {}
-        group = sql.SQL("row_data ->> {}").format(sql.Literal(key))
-        if key not in columns:
+        group: sql.Composable = sql.SQL("row_data ->> {}").format(sql.Literal(key))
+        if key not in names:
             group = sql.SQL("null::text")
         if plan is None:
-            rows = conn.execute(
-                sql.SQL(
-                    "select {group}, count(*) from ("
-                    " select to_jsonb(_clash_row.*) as row_data from {rel} _clash_row) x"
-                    " group by 1"
-                ).format(group=group, rel=relation)
-            ).fetchall()
-            return {clan: StepCount(n, n) for clan, n in rows}
+            return {
+                clan: StepCount(n, n)
+                for clan, n in count_by(conn, group, sql.Identifier(schema, name))
+            }
         if plan.strategy == "undo":
-            written = conn.execute(
-                sql.SQL(
-                    "select {group}, count(*) from ops.transform_undo"
-                    " where build_id = %s and relation = %s and op = 'I' group by 1"
-                ).format(group=group),
-                (point.build_id, plan.undo_relation),
-            ).fetchall()
-            changed = conn.execute(
-                sql.SQL(
-                    "select {group}, count(*) from ("
-                    " select row_data from ops.transform_undo"
-                    "  where build_id = %s and relation = %s and op = 'I'"
-                    " except all"
-                    " select row_data from ops.transform_undo"
-                    "  where build_id = %s and relation = %s and op = 'D'"
-                    ") x group by 1"
-                ).format(group=group),
-                (point.build_id, plan.undo_relation) * 2,
-            ).fetchall()
+            written, changed = count_undo_log(conn, point.build_id, plan, group)
+        elif _oid(conn, schema, name) == plan.oid:
+            return {}  # dbt did not replace it: nothing written
         else:
-            oid = conn.execute("select to_regclass(%s)::oid", (f'"{schema}"."{name}"',)).fetchone()[
-                0
-            ]
-            if oid == plan.oid:
-                return {}
-            copy = sql.Identifier(RESTORE_SCHEMA, plan.copy_name or "")
-            written = conn.execute(
-                sql.SQL(
-                    "select {group}, count(*) from ("
-                    " select to_jsonb(_clash_row.*) as row_data from {rel} _clash_row) x"
-                    " group by 1"
-                ).format(group=group, rel=relation)
-            ).fetchall()
-            changed = conn.execute(
-                sql.SQL(
-                    "select {group}, count(*) from ("
-                    " select to_jsonb(_clash_row.*) as row_data from {rel} _clash_row"
-                    " except all select to_jsonb(_clash_copy.*) from {copy} _clash_copy) x"
-                    " group by 1"
-                ).format(group=group, rel=relation, copy=copy)
-            ).fetchall()
+            written, changed = count_against_copy(conn, plan, group)
     changed_by = dict(changed)
     return {clan: StepCount(n, changed_by.get(clan, 0)) for clan, n in written}
 
 
-# --------------------------------------------------------------------------- internals
-
-
-def _tables(
-    conn: psycopg.Connection[Any], schemas: list[str]
-) -> list[tuple[str, str, int, bool, str]]:
-    """Base tables of ``schemas``: (schema, name, oid, has all undo triggers, %I.%I name).
-
-    dbt's leftovers of an interrupted model (``__dbt_tmp``, ``__dbt_backup``) are
-    not part of any plan, so a rollback drops them.
-    """
-    return [
-        (schema, name, oid, bool(armed), quoted)
-        for schema, name, oid, armed, quoted in conn.execute(
-            """
-            select n.nspname, c.relname, c.oid::bigint,
-                   (select count(*) from pg_trigger t
-                    where t.tgrelid = c.oid and t.tgname = any(%s)) = %s,
-                   format('%%I.%%I', n.nspname, c.relname)
-            from pg_class c
-            join pg_namespace n on n.oid = c.relnamespace
-            where n.nspname = any(%s) and c.relkind in ('r', 'p')
-            order by 1, 2
-            """,
-            ([name for name, _ in _TRIGGERS.values()], len(_TRIGGERS), schemas),
-        ).fetchall()
-    ]
-
-
-def _is_dbt_leftover(name: str) -> bool:
-    return name.endswith(("__dbt_tmp", "__dbt_backup")) or "__dbt_tmp" in name
-
-
-def _install_triggers(conn: psycopg.Connection[Any], plan: RelationPlan) -> None:
-    for event, (name, referencing) in _TRIGGERS.items():
-        conn.execute(
-            sql.SQL(
-                "create or replace trigger {name} after {event} on {rel} " + referencing + " "
-                "for each statement execute function ops.capture_transform_undo()"
-            ).format(name=sql.Identifier(name), event=sql.SQL(event), rel=plan.identifier)
-        )
-
-
-def _columns(conn: psycopg.Connection[Any], schema: str, name: str) -> list[str]:
-    return [
-        row[0]
-        for row in conn.execute(
-            """
-            select a.attname from pg_attribute a
-            join pg_class c on c.oid = a.attrelid
-            join pg_namespace n on n.oid = c.relnamespace
-            where n.nspname = %s and c.relname = %s and a.attnum > 0 and not a.attisdropped
-            order by a.attnum
-            """,
-            (schema, name),
-        )
-    ]
-
-
-def _undo(
-    conn: psycopg.Connection[Any], build_id: uuid.UUID, plan: RelationPlan, *, present: bool
-) -> int | None:
-    """Undo one incremental relation's changes, key by key; None when it had none.
-
-    Rows are compared as jsonb (``to_jsonb(alias.*)``: the ``.*`` keeps a column
-    that happens to share the alias's name from being taken for the row).
-    """
-    touched = conn.execute(
-        "select count(*) from ops.transform_undo where build_id = %s and relation = %s",
-        (build_id, plan.undo_relation),
-    ).fetchone()[0]
-    if not touched or not present:
-        return None
-    keys = sql.SQL(", ").join(sql.Identifier(k) for k in plan.unique_key or [])
-    typed_keys = sql.SQL(", ").join(
-        sql.SQL("(r).{}").format(sql.Identifier(k)) for k in plan.unique_key or []
-    )
-    params = {"build": build_id, "rel": plan.undo_relation}
-    conn.execute(
-        sql.SQL(
-            """
-            create temp table _clash_undo_keys on commit drop as
-            select distinct {typed_keys}
-            from (
-                select jsonb_populate_record(null::{rel}, row_data) as r
-                from ops.transform_undo
-                where build_id = %(build)s and relation = %(rel)s
-            ) as undo
-            """
-        ).format(typed_keys=typed_keys, rel=plan.identifier),
-        params,
-    )
-    conn.execute(
-        sql.SQL(
-            """
-            create temp table _clash_undo_rows on commit drop as
-            (
-                select to_jsonb(_clash_row.*) as row_data from {rel} as _clash_row
-                where ({keys}) in (select * from _clash_undo_keys)
-                union all
-                select row_data from ops.transform_undo
-                where build_id = %(build)s and relation = %(rel)s and op = 'D'
-            )
-            except all
-            select row_data from ops.transform_undo
-            where build_id = %(build)s and relation = %(rel)s and op = 'I'
-            """
-        ).format(rel=plan.identifier, keys=keys),
-        params,
-    )
-    conn.execute(
-        sql.SQL("delete from {rel} where ({keys}) in (select * from _clash_undo_keys)").format(
-            rel=plan.identifier, keys=keys
-        )
-    )
-    cur = conn.execute(
-        sql.SQL(
-            "insert into {rel} select (jsonb_populate_record(null::{rel}, row_data)).*"
-            " from _clash_undo_rows"
-        ).format(rel=plan.identifier)
-    )
-    restored = cur.rowcount
-    conn.execute("drop table _clash_undo_keys, _clash_undo_rows")
-    return restored
-
-
-def _restore_copy(
-    conn: psycopg.Connection[Any], plan: RelationPlan, *, current_oid: int | None
-) -> int | None:
-    """Put a replaced table back from its copy; None when dbt did not replace it."""
-    if current_oid == plan.oid or not plan.copy_name:
-        return None
-    copy = sql.Identifier(RESTORE_SCHEMA, plan.copy_name)
-    if current_oid is None:
-        conn.execute(
-            sql.SQL("create table {} (like {} including all)").format(plan.identifier, copy)
-        )
-        columns = _columns(conn, RESTORE_SCHEMA, plan.copy_name)
-    else:
-        conn.execute(sql.SQL("delete from {}").format(plan.identifier))
-        kept = set(_columns(conn, RESTORE_SCHEMA, plan.copy_name))
-        columns = [c for c in _columns(conn, plan.schema, plan.name) if c in kept]
-    column_list = sql.SQL(", ").join(sql.Identifier(c) for c in columns)
-    cur = conn.execute(
-        sql.SQL("insert into {rel} ({cols}) select {cols} from {copy}").format(
-            rel=plan.identifier, cols=column_list, copy=copy
-        )
-    )
-    return cur.rowcount
+def _oid(conn: psycopg.Connection[Any], schema: str, name: str) -> int | None:
+    (oid,) = one_row(conn.execute("select to_regclass(%s)::oid", (f'"{schema}"."{name}"',)))
+    return int(oid) if oid is not None else None
 
 
 def _forget(

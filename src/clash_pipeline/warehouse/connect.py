@@ -8,7 +8,7 @@ never appear in messages: use :func:`redact_url` whenever a URL is shown.
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import psycopg
@@ -28,6 +28,8 @@ _URI_IN_TEXT = re.compile(r"postgres(?:ql)?://[^\s\"']+")
 _PASSWORD_PARAM = re.compile(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s&]+)", re.IGNORECASE)
 _USERINFO_PASSWORD = re.compile(r"(://[^:/@\s]*:)[^@\s]*@")
 _ONE_SERVER = re.compile(r'^connection to server at "[^"]*"(?: \([^)]*\))?, port \d+ failed: ')
+
+Row = TypeVar("Row")
 
 
 def resolve_database_url(settings: Settings, *, start: bool = True) -> str:
@@ -53,6 +55,18 @@ def connect(url: str, **kwargs: Any) -> psycopg.Connection[Any]:
             f"cannot connect to PostgreSQL at {describe_target(url)}: {reason}",
             hint=CONNECT_HINT,
         ) from None
+
+
+def one_row(cursor: psycopg.Cursor[Row]) -> Row:
+    """The row of a query that always returns one (an aggregate, ``insert ... returning``).
+
+    psycopg types ``fetchone`` as optional; this says "exactly one" once, and fails loudly if
+    the query broke that promise.
+    """
+    row = cursor.fetchone()
+    if row is None:
+        raise RuntimeError("a query that returns one row returned none")
+    return row
 
 
 def redact_url(url: str) -> str:

