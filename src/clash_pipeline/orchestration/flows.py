@@ -28,9 +28,16 @@ from prefect.runtime import flow_run
 from prefect.states import Failed, State
 
 from clash_pipeline.clash_api.ratelimit import RateLimiter
-from clash_pipeline.orchestration import phases, tasks
+from clash_pipeline.orchestration import tasks
 from clash_pipeline.orchestration.model import ClanRun, IngestReport, RunContext, RunsFailedError
 from clash_pipeline.orchestration.options import ApiSpec, PipelineOptions
+from clash_pipeline.orchestration.phases.common import log
+from clash_pipeline.orchestration.phases.context import resolve_context
+from clash_pipeline.orchestration.phases.ingest import note_fetched, note_landed
+from clash_pipeline.orchestration.phases.locks import ClanLocks, take_warehouse_lock, warehouse_lock
+from clash_pipeline.orchestration.phases.monitor import note_health
+from clash_pipeline.orchestration.phases.report import report_rows
+from clash_pipeline.orchestration.phases.transform import note_built
 from clash_pipeline.warehouse.runs import error_payload
 
 __all__ = ["ingest", "ingest_clan", "monitor_ingestion"]
@@ -57,10 +64,10 @@ async def ingest(
     phase = tasks.configured(options)
     clock = _StageClock()
     ctx, clan_tags = await asyncio.to_thread(
-        phases.resolve_context, clan_tags, api, options, flow_run_id=_flow_run_id()
+        resolve_context, clan_tags, api, options, flow_run_id=_flow_run_id()
     )
     report = IngestReport(batch_id=ctx.batch_id, flow_run_id=ctx.flow_run_id)
-    with phases.ClanLocks(ctx.db_url, clan_tags, options) as locks:  # one run per clan
+    with ClanLocks(ctx.db_url, clan_tags, options) as locks:  # one run per clan
         await asyncio.to_thread(locks.acquire)
         report.runs = await tasks.open_runs(ctx, clan_tags, locks.busy)
         clock.lap("start")
@@ -114,7 +121,7 @@ async def monitor_ingestion(
             f"failing checks: {', '.join(anomalies['failing']) or 'none'}",
         )
     except Exception as exc:  # noqa: BLE001 - a missing artifact must not hide the result
-        phases.log().warning("could not create the freshness artifact: %s", exc)
+        log().warning("could not create the freshness artifact: %s", exc)
     if stale or anomalies["errors"]:
         clans = ", ".join(r["clan"] for r in stale)
         message = (
@@ -122,7 +129,7 @@ async def monitor_ingestion(
             if stale
             else f"monitor checks could not run: {anomalies['errors']}"
         )
-        phases.log().error(message)
+        log().error(message)
         return Failed(message=message, data=rows)
     return rows
 
@@ -141,7 +148,7 @@ def anomaly_checks(clan_tags: list[str] | None, max_age_hours: float | None) -> 
     report = run_monitor(resolve_database_url(settings), settings, tags, overrides=overrides)
     for change in report.changes:
         if change.change != "still_open":
-            phases.log().warning(
+            log().warning(
                 "alert %s (%s) for clan %s: %s",
                 change.change,
                 change.check_name,
@@ -213,14 +220,14 @@ async def _fetch_and_land(ctx: RunContext, phase: dict[str, Any], runs: list[Cla
         except Exception as exc:  # noqa: BLE001 - recorded as the run's failure
             run.fail("fetch", exc)
             return
-        phases.note_fetched(run, bundle, time.perf_counter() - t0)
+        note_fetched(run, bundle, time.perf_counter() - t0)
         t1 = time.perf_counter()
         try:
             result = await phase["land"](ctx, run, bundle)
         except Exception as exc:  # noqa: BLE001 - recorded as the run's failure
             run.fail("land", exc)
             return
-        phases.note_landed(run, result, time.perf_counter() - t1)
+        note_landed(run, result, time.perf_counter() - t1)
 
     await asyncio.gather(*(one(run) for run in runs if run.active))
 
@@ -229,7 +236,7 @@ async def _transform_check_publish(
     ctx: RunContext,
     phase: dict[str, Any],
     report: IngestReport,
-    locks: phases.ClanLocks,
+    locks: ClanLocks,
     clock: _StageClock,
 ) -> None:
     """dbt once for the landed clans, the health rows, then publish or roll back."""
@@ -244,11 +251,11 @@ async def _transform_check_publish(
         await tasks.defer_transform(ctx, landed)
         landed = []
     if landed:
-        warehouse = phases.warehouse_lock(ctx)  # one dbt build per warehouse at a time
+        warehouse = warehouse_lock(ctx)  # one dbt build per warehouse at a time
         try:
-            await asyncio.to_thread(phases.take_warehouse_lock, warehouse, ctx)
+            await asyncio.to_thread(take_warehouse_lock, warehouse, ctx)
             build = phase["transform"](ctx, landed)
-            phases.note_built(landed, build)
+            note_built(landed, build)
         except Exception as exc:  # noqa: BLE001 - every landed run fails with it
             for run in landed:
                 run.fail("transform", exc)
@@ -275,7 +282,7 @@ async def _check_and_settle(
     monitor_error: Exception | None = None
     try:
         health = await phase["monitor"](ctx, checked)
-        phases.note_health(checked, health, time.perf_counter() - t0)
+        note_health(checked, health, time.perf_counter() - t0)
     except Exception as exc:  # noqa: BLE001 - handled below: the run fails
         monitor_error = exc
     if build is None:
@@ -298,14 +305,14 @@ async def _check_and_settle(
     try:
         await tasks.roll_back(ctx, build, error_payload(settle_error, phase=failed_phase))
     except Exception as exc:  # noqa: BLE001 - the next build rolls it back first
-        phases.log().error("could not roll back build %s now: %s", build.build_id, exc)
+        log().error("could not roll back build %s now: %s", build.build_id, exc)
 
 
 # ---------------------------------------------------------------------------- helpers
 
 
 async def _summary_artifact(report: IngestReport) -> None:
-    rows = phases.report_rows(report)
+    rows = report_rows(report)
     ok, failed, skipped = len(report.succeeded), len(report.failed), len(report.skipped)
     description = (
         f"clash-ingest: {ok} succeeded, {failed} failed, {skipped} skipped; "
@@ -315,13 +322,13 @@ async def _summary_artifact(report: IngestReport) -> None:
     try:
         await acreate_table_artifact(table=rows, key=SUMMARY_ARTIFACT_KEY, description=description)
     except Exception as exc:  # noqa: BLE001 - a missing artifact must not fail the run
-        phases.log().warning("could not create the summary artifact: %s", exc)
+        log().warning("could not create the summary artifact: %s", exc)
 
 
 def _final_state(report: IngestReport) -> IngestReport | State[Any]:
     if report.failed:
         error = RunsFailedError(report)
-        phases.log().error("%s", error.message)
+        log().error("%s", error.message)
         return Failed(message=error.message, data=error)
     return report
 
