@@ -44,7 +44,7 @@ class DeploymentSpec:
         Its entrypoint is the module path (``clash_pipeline.orchestration.flows.ingest``), so the
         runner imports the installed package whatever its working directory.
         """
-        from prefect.deployments.runner import EntrypointType
+        from prefect.types.entrypoint import EntrypointType
         from prefect.schedules import Cron
 
         schedules = [

@@ -21,15 +21,21 @@ import time
 import uuid
 from typing import Any
 
-from prefect import flow, task
+from prefect import State, flow, task
 from prefect.artifacts import acreate_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
-from prefect.states import Failed, State
+from prefect.states import Failed
 
 from clash_pipeline.clash_api.ratelimit import RateLimiter
 from clash_pipeline.orchestration import tasks
-from clash_pipeline.orchestration.model import ClanRun, IngestReport, RunContext, RunsFailedError
+from clash_pipeline.orchestration.model import (
+    BuildOutcome,
+    ClanRun,
+    IngestReport,
+    RunContext,
+    RunsFailedError,
+)
 from clash_pipeline.orchestration.options import ApiSpec, PipelineOptions
 from clash_pipeline.orchestration.phases.common import log
 from clash_pipeline.orchestration.phases.context import resolve_context
@@ -63,13 +69,13 @@ async def ingest(
     options = options or PipelineOptions()
     phase = tasks.configured(options)
     clock = _StageClock()
-    ctx, clan_tags = await asyncio.to_thread(
+    ctx, tags = await asyncio.to_thread(
         resolve_context, clan_tags, api, options, flow_run_id=_flow_run_id()
     )
     report = IngestReport(batch_id=ctx.batch_id, flow_run_id=ctx.flow_run_id)
-    with ClanLocks(ctx.db_url, clan_tags, options) as locks:  # one run per clan
+    with ClanLocks(ctx.db_url, tags, options) as locks:  # one run per clan
         await asyncio.to_thread(locks.acquire)
-        report.runs = await tasks.open_runs(ctx, clan_tags, locks.busy)
+        report.runs = await tasks.open_runs(ctx, tags, locks.busy)
         clock.lap("start")
         await _fetch_and_land(ctx, phase, report.runs)  # per clan, concurrently
         clock.lap("fetch_land")
@@ -181,7 +187,7 @@ def check_freshness(
             ]
         rows = []
         for tag in tags:
-            last_ok, hours, last_status = conn.execute(
+            row = conn.execute(
                 """
                 select
                     max(finished_at) filter (where status = 'succeeded'),
@@ -193,6 +199,7 @@ def check_freshness(
                 """,
                 (tag,),
             ).fetchone()
+            last_ok, hours, last_status = row if row else (None, None, None)
             rows.append(
                 {
                     "clan": tag,
@@ -246,7 +253,7 @@ async def _transform_check_publish(
             run.fail("lock", RuntimeError(f"the lock of clan {tag} was lost (connection dropped)"))
     landed = [r for r in report.runs if r.active and r.landed]
     checked = [r for r in report.runs if r.status != "skipped"]
-    build = None
+    build: BuildOutcome | None = None
     if landed and not ctx.options.build_marts:
         await tasks.defer_transform(ctx, landed)
         landed = []
@@ -276,7 +283,7 @@ async def _check_and_settle(
     report: IngestReport,
     landed: list[ClanRun],
     checked: list[ClanRun],
-    build: Any,
+    build: BuildOutcome | None,
 ) -> None:
     t0 = time.perf_counter()
     monitor_error: Exception | None = None
@@ -290,20 +297,26 @@ async def _check_and_settle(
             if monitor_error is not None and run.active:
                 run.fail("monitor", monitor_error)
         return
-    settle_error: Exception | None = monitor_error
     if monitor_error is None:
         try:
             await tasks.publish(ctx, build)
             report.build = build
             return
         except Exception as exc:  # noqa: BLE001 - the build cannot be kept: roll back
-            settle_error = exc
-    failed_phase = "monitor" if monitor_error is not None else "publish"
+            await _roll_back(ctx, build, landed, "publish", exc)
+            return
+    await _roll_back(ctx, build, landed, "monitor", monitor_error)
+
+
+async def _roll_back(
+    ctx: RunContext, build: BuildOutcome, landed: list[ClanRun], phase: str, error: Exception
+) -> None:
+    """The build is not kept: its runs fail with ``error``, the marts go back as they were."""
     for run in landed:
-        run.fail(failed_phase, settle_error)
+        run.fail(phase, error)
         run.rows_changed = None
     try:
-        await tasks.roll_back(ctx, build, error_payload(settle_error, phase=failed_phase))
+        await tasks.roll_back(ctx, build, error_payload(error, phase=phase))
     except Exception as exc:  # noqa: BLE001 - the next build rolls it back first
         log().error("could not roll back build %s now: %s", build.build_id, exc)
 

@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 from prefect import Task, task
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import task_run
+from prefect.utilities.annotations import NotSet
 
 from clash_pipeline.clash_api.ratelimit import RateLimiter
 from clash_pipeline.ingest.bundle import ClanBundle
@@ -31,8 +32,6 @@ from clash_pipeline.orchestration.phases import monitor as monitor_phase
 from clash_pipeline.orchestration.phases import runs as run_rows
 from clash_pipeline.orchestration.phases import transform as transform_phase
 from clash_pipeline.orchestration.phases.common import always_retriable
-
-T = TypeVar("T", bound=Task)
 
 
 def _retry_when(retriable: Callable[[BaseException], bool]) -> Callable[..., bool]:
@@ -124,11 +123,14 @@ async def close_runs(ctx: RunContext, runs: list[ClanRun]) -> None:
 def configured(options: PipelineOptions) -> dict[str, Task[..., Any]]:
     """The phase tasks with this run's retries, backoff and timeouts."""
 
-    def tuned(phase_task: T, retries: int, timeout: float) -> T:
+    # without delays there is nothing to jitter: keep the task's own (none)
+    jitter: float | type[NotSet] = 0.2 if options.retry_delay_seconds else NotSet
+
+    def tuned(phase_task: Task[..., Any], retries: int, timeout: float) -> Task[..., Any]:
         return phase_task.with_options(
             retries=retries,
             retry_delay_seconds=options.retry_delays(retries),
-            retry_jitter_factor=0.2 if options.retry_delay_seconds else None,
+            retry_jitter_factor=jitter,
             timeout_seconds=timeout,
         )
 
