@@ -1,10 +1,11 @@
 """Run bookkeeping in ``ops``: one ``ingest_runs`` row per run, checkpoint rows per phase.
 
-These writes are autocommitted on their own connection, apart from the data
-transaction, so that a failed run is still recorded as failed with its error
-while its data is rolled back. A recorder built with a database URL instead of
-a connection opens a short connection per write, so it survives a dropped
-connection (and can be rebuilt from plain values in another task or process).
+These writes are autocommitted on a short connection of their own, apart from
+the data transaction, so that a failed run is still recorded as failed with its
+error while its data is rolled back; a recorder survives a dropped connection
+and can be rebuilt from plain values in another task or process.
+:class:`PhaseAttempt` writes the checkpoint rows of one attempt at a phase, the
+same way for every phase, the CLI's and the flow's.
 """
 
 from __future__ import annotations
@@ -88,11 +89,10 @@ def error_payload(exc: BaseException, *, phase: str | None = None) -> dict[str, 
 class RunRecorder:
     """Writes one run's ``ops.ingest_runs`` row and its ``ops.ingest_logs`` checkpoints.
 
-    Give it an autocommit connection (``conn``), or a database URL (``db_url``)
-    to open a connection per write.
+    Each write opens a short autocommit connection to ``db_url``.
     """
 
-    conn: psycopg.Connection[Any] | None = field(default=None, repr=False)
+    db_url: str = field(repr=False)
     kind: str = "ingest"
     clan_tags: list[str] = field(default_factory=list)
     schema_version: str = ""
@@ -100,18 +100,9 @@ class RunRecorder:
     run_id: uuid.UUID = field(default_factory=uuid.uuid4)
     flow_run_id: uuid.UUID | None = None
     started_at: datetime = field(default_factory=utc_now)
-    db_url: str | None = field(default=None, repr=False)
     parent_run_id: uuid.UUID | None = None
 
-    def __post_init__(self) -> None:
-        if self.conn is None and self.db_url is None:
-            raise ValueError("RunRecorder needs a connection or a database URL")
-
     def _execute(self, query: str, params: tuple[Any, ...]) -> None:
-        if self.conn is not None:
-            self.conn.execute(query, params)
-            return
-        assert self.db_url is not None
         with connect(self.db_url, autocommit=True) as conn:
             conn.execute(query, params)
 
