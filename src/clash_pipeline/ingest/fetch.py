@@ -40,6 +40,8 @@ class ApiTarget:
 
 @dataclass
 class FetchOutcome:
+    """How one clan's run went, for the command's table and its exit code."""
+
     clan_tag: str
     run_id: uuid.UUID
     status: str
