@@ -43,14 +43,17 @@ def fresh_database(admin_url: str, name: str) -> str:
     return psycopg.conninfo.make_conninfo(admin_url, dbname=name)
 
 
-def main() -> None:
+def _arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rate", type=float, default=10.0, help="allowed requests/s")
     parser.add_argument("--latency-ms", type=float, default=100.0)
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--seed", type=int, default=1)
-    args = parser.parse_args()
+    return parser.parse_args()
 
+
+def main() -> None:
+    args = _arguments()
     with tempfile.TemporaryDirectory(prefix="bench-fetch-") as home:
         settings = load_settings(clash_pipeline_home=Path(home))
         admin_url = resolve_database_url(settings)
@@ -61,24 +64,7 @@ def main() -> None:
         with SimulatedClashApi(seed=args.seed, token=token, faults=faults) as sim:
             tag = sim.world.find_clan(50, sim.clock.now())
             members = len(sim.world.roster_tags(tag, sim.clock.now()))
-            target = ApiTarget(sim.base_url, token, "simulator", sim.clock.now)
-            results = []
-            for label in ("first", "second (unchanged)"):
-                sim.stats.reset()
-                limiter = RateLimiter(args.rate, args.concurrency)
-                t0 = time.perf_counter()
-                [outcome] = asyncio.run(
-                    fetch_clans(settings, db_url, [tag], target, limiter=limiter)
-                )
-                wall = time.perf_counter() - t0
-                assert outcome.status == "succeeded", outcome.error
-                with psycopg.connect(db_url) as conn:
-                    fetch_ms = conn.execute(
-                        "select duration_ms from ops.ingest_logs"
-                        " where run_id = %s and phase = 'fetch'",
-                        (outcome.run_id,),
-                    ).fetchone()[0]
-                results.append((label, outcome.land, wall, fetch_ms / 1000, sim.stats.throttled))
+            results = _measure(args, settings, db_url, sim, tag)
 
         if settings.uses_embedded_database:
             from clash_pipeline.warehouse.embedded import EmbeddedPostgres
@@ -89,6 +75,30 @@ def main() -> None:
         f"clan {tag} ({members} members): {results[0][1].requests} requests per fetch, "
         f"limit {args.rate:g} req/s, latency {args.latency_ms:g} ms"
     )
+    _print_results(args, results)
+
+
+def _measure(args, settings, db_url: str, sim: SimulatedClashApi, tag: str) -> list[tuple]:
+    """A first fetch, then an unchanged one: (label, land result, wall s, fetch s, 429s)."""
+    target = ApiTarget(sim.base_url, sim.token, "simulator", sim.clock.now)
+    results = []
+    for label in ("first", "second (unchanged)"):
+        sim.stats.reset()
+        limiter = RateLimiter(args.rate, args.concurrency)
+        t0 = time.perf_counter()
+        [outcome] = asyncio.run(fetch_clans(settings, db_url, [tag], target, limiter=limiter))
+        wall = time.perf_counter() - t0
+        assert outcome.status == "succeeded", outcome.error
+        with psycopg.connect(db_url) as conn:
+            fetch_ms = conn.execute(
+                "select duration_ms from ops.ingest_logs where run_id = %s and phase = 'fetch'",
+                (outcome.run_id,),
+            ).fetchone()[0]
+        results.append((label, outcome.land, wall, fetch_ms / 1000, sim.stats.throttled))
+    return results
+
+
+def _print_results(args: argparse.Namespace, results: list[tuple]) -> None:
     print(
         f"{'fetch':<20}{'requests':>9}{'wall s':>8}{'fetch s':>8}{'req/s':>7}{'util':>6}"
         f"{'429s':>5}{'received':>10}{'stored':>9}"

@@ -85,7 +85,7 @@ def run(sim: SimulatedClashApi, clans: list[str], options) -> tuple[object, floa
     return report, wall
 
 
-def main() -> None:
+def _arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rate", type=float, default=10.0, help="requests/s (API and client)")
     parser.add_argument("--latency-ms", type=float, default=100.0)
@@ -93,8 +93,11 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--tests", action="store_true", help="dbt data tests in every build")
     parser.add_argument("--dbt-project", help="another dbt project folder (default: this one)")
-    args = parser.parse_args()
+    return parser.parse_args()
 
+
+def main() -> None:
+    args = _arguments()
     with tempfile.TemporaryDirectory(prefix="bench-pipeline-") as tmp:
         home = Path(tmp)
         os.environ["CLASH_PIPELINE_HOME"] = str(home)
@@ -103,36 +106,41 @@ def main() -> None:
         db_url = fresh_database(resolve_database_url(settings), "bench_pipeline")
         migrate(db_url)
         os.environ["DATABASE_URL"] = db_url
-
-        from clash_pipeline.orchestration.options import PipelineOptions
-
-        options = PipelineOptions(
-            trigger="cli",
-            requests_per_second=args.rate,
-            transform_mode="build" if args.tests else "run",
-            dbt_project_dir=args.dbt_project,
-        )
-        faults = FaultConfig(rate_limit_per_second=args.rate, latency_ms=args.latency_ms)
-        results = []
-        with SimulatedClashApi(
-            seed=args.seed, token=secrets.token_urlsafe(16), faults=faults
-        ) as sim:
-            batch = full_clans(sim, args.clans)
-            for label, clans in (("1 clan", batch[:1]), (f"{len(batch)} clans", batch)):
-                run(sim, clans, options)  # warm-up: first snapshot of these clans
-                sim.clock.advance(STEP)
-                sim.stats.reset()
-                report, wall = run(sim, clans, options)
-                sim.clock.advance(STEP)
-                requests = sum(r.requests for r in report.runs)
-                throttled = sim.stats.throttled
-                results.append((label, report, wall, requests, throttled))
+        results = _measure(args)
 
         from clash_pipeline.warehouse.embedded import EmbeddedPostgres
 
         if settings.uses_embedded_database:
             EmbeddedPostgres(settings.home).stop()
+    _print_results(args, results)
 
+
+def _measure(args: argparse.Namespace) -> list[tuple[str, object, float, int, int]]:
+    """One clan, then the batch: a warm-up run, then the measured run of a new snapshot."""
+    from clash_pipeline.orchestration.options import PipelineOptions
+
+    options = PipelineOptions(
+        trigger="cli",
+        requests_per_second=args.rate,
+        transform_mode="build" if args.tests else "run",
+        dbt_project_dir=args.dbt_project,
+    )
+    faults = FaultConfig(rate_limit_per_second=args.rate, latency_ms=args.latency_ms)
+    results = []
+    with SimulatedClashApi(seed=args.seed, token=secrets.token_urlsafe(16), faults=faults) as sim:
+        batch = full_clans(sim, args.clans)
+        for label, clans in (("1 clan", batch[:1]), (f"{len(batch)} clans", batch)):
+            run(sim, clans, options)  # warm-up: first snapshot of these clans
+            sim.clock.advance(STEP)
+            sim.stats.reset()
+            report, wall = run(sim, clans, options)
+            sim.clock.advance(STEP)
+            requests = sum(r.requests for r in report.runs)
+            results.append((label, report, wall, requests, sim.stats.throttled))
+    return results
+
+
+def _print_results(args: argparse.Namespace, results: list) -> None:
     targets = {"1 clan": 3.0}
     print(
         f"simulator: {args.rate:g} requests/s enforced, {args.latency_ms:g} ms latency;"

@@ -30,6 +30,7 @@ import statistics
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
@@ -114,7 +115,22 @@ class Bench:
         }
 
 
-def main() -> None:
+@dataclass
+class Results:
+    """What one benchmark run measured (seconds)."""
+
+    tag: str
+    snapshots: int
+    landed: int  # snapshots landed after day 1
+    land_s: float
+    catch_up: float
+    day1: dict[str, float]
+    daymid: dict[str, float] | None
+    dayn: dict[str, float]
+    full: float
+
+
+def _arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--days", type=int, default=90)
     parser.add_argument("--per-day", type=int, default=4)
@@ -127,8 +143,12 @@ def main() -> None:
         help="also measure after this many days, when every metric window (30d, season) is full",
     )
     args = parser.parse_args()
-    mid_days = args.full_window_days if 1 < args.full_window_days < args.days else None
+    args.mid_days = args.full_window_days if 1 < args.full_window_days < args.days else None
+    return args
 
+
+def main() -> None:
+    args = _arguments()
     with tempfile.TemporaryDirectory(prefix="bench-transform-") as home:
         settings = load_settings(clash_pipeline_home=Path(home))
         db_url = fresh_database(resolve_database_url(settings), "bench_transform")
@@ -136,34 +156,42 @@ def main() -> None:
         with SimulatedClashApi(seed=args.seed, token=secrets.token_urlsafe(16)) as sim:
             sim.clock.set(sim.clock.now() - timedelta(days=args.days + 2))
             tag = sim.world.find_clan(50, sim.clock.now())
-            bench = Bench(settings, db_url, sim, tag)
-            bench.land(args.per_day)  # day 1
-            bench.dbt("seed")
-            bench.dbt("build")
-            day1 = bench.one_new_snapshot(args.repeat)
-
-            t0 = time.perf_counter()
-            remaining = args.days * args.per_day - bench.snapshots
-            catch_up = 0.0
-            daymid = None
-            if mid_days:
-                bench.land(mid_days * args.per_day - bench.snapshots)
-                catch_up += bench.dbt("build")
-                daymid = bench.one_new_snapshot(args.repeat)
-            bench.land(args.days * args.per_day - bench.snapshots)
-            land_s = time.perf_counter() - t0
-            catch_up += bench.dbt("build")
-            dayn = bench.one_new_snapshot(args.repeat)
-            full = bench.dbt("run", full_refresh=True)
-            snapshots = bench.snapshots
+            results = _measure(args, Bench(settings, db_url, sim, tag))
 
         if settings.uses_embedded_database:
             from clash_pipeline.warehouse.embedded import EmbeddedPostgres
 
             EmbeddedPostgres(settings.home).stop()
+    _print_results(args, results)
 
-    print(f"clan {tag}: {snapshots} snapshots ({args.days} days x {args.per_day}/day)")
-    print(f"landing {remaining} snapshots took {land_s:.1f} s; catch-up builds {catch_up:.1f} s")
+
+def _measure(args: argparse.Namespace, bench: Bench) -> Results:
+    """Day 1, then (optionally) the day every window is full, then the last day."""
+    bench.land(args.per_day)  # day 1
+    bench.dbt("seed")
+    bench.dbt("build")
+    day1 = bench.one_new_snapshot(args.repeat)
+
+    t0 = time.perf_counter()
+    landed = args.days * args.per_day - bench.snapshots
+    catch_up = 0.0
+    daymid = None
+    if args.mid_days:
+        bench.land(args.mid_days * args.per_day - bench.snapshots)
+        catch_up += bench.dbt("build")
+        daymid = bench.one_new_snapshot(args.repeat)
+    bench.land(args.days * args.per_day - bench.snapshots)
+    land_s = time.perf_counter() - t0
+    catch_up += bench.dbt("build")
+    dayn = bench.one_new_snapshot(args.repeat)
+    full = bench.dbt("run", full_refresh=True)
+    return Results(bench.tag, bench.snapshots, landed, land_s, catch_up, day1, daymid, dayn, full)
+
+
+def _print_results(args: argparse.Namespace, r: Results) -> None:
+    days, mid_days, day1, daymid, dayn = args.days, args.mid_days, r.day1, r.daymid, r.dayn
+    print(f"clan {r.tag}: {r.snapshots} snapshots ({days} days x {args.per_day}/day)")
+    print(f"landing {r.landed} snapshots took {r.land_s:.1f} s; catch-up builds {r.catch_up:.1f} s")
     ratio = {key: dayn[key] / day1[key] for key in day1}
     print(
         f"{'one new snapshot':<28}{'dbt run s':>10}{'dbt build s':>12}{'metric models s':>17}"
@@ -172,19 +200,19 @@ def main() -> None:
     rows = [("after 1 day", day1)]
     if daymid:
         rows.append((f"after {mid_days} days", daymid))
-    rows.append((f"after {args.days} days", dayn))
+    rows.append((f"after {days} days", dayn))
     for label, figures in rows:
         print(
             f"{label:<28}{figures['run']:>10.2f}{figures['build']:>12.2f}"
             f"{figures['metric_models']:>17.2f}{figures['metrics']:>11.2f}"
         )
-    print(f"full refresh (dbt run) after {args.days} days: {full:.2f} s")
+    print(f"full refresh (dbt run) after {days} days: {r.full:.2f} s")
     print(
-        f"incremental day {args.days} / day 1: run {ratio['run']:.2f}, "
+        f"incremental day {days} / day 1: run {ratio['run']:.2f}, "
         f"build {ratio['build']:.2f}  (target <= 1.5)"
     )
     print(
-        f"metrics for one new snapshot, day {args.days} / day 1: "
+        f"metrics for one new snapshot, day {days} / day 1: "
         f"metric models {ratio['metric_models']:.2f}, metrics model {ratio['metrics']:.2f}"
         "  (target <= 1.5)"
     )
@@ -192,11 +220,11 @@ def main() -> None:
         # the 30d and season windows fill up over the first ~31 days: from then on the
         # windows hold the same amount of data, so growth after that is growth with history
         print(
-            f"metrics for one new snapshot, day {args.days} / day {mid_days} (windows full): "
+            f"metrics for one new snapshot, day {days} / day {mid_days} (windows full): "
             f"metric models {dayn['metric_models'] / daymid['metric_models']:.2f}, "
             f"metrics model {dayn['metrics'] / daymid['metrics']:.2f}"
         )
-    print(f"full refresh / incremental (day {args.days}, dbt run): {full / dayn['run']:.2f}")
+    print(f"full refresh / incremental (day {days}, dbt run): {r.full / dayn['run']:.2f}")
 
 
 if __name__ == "__main__":

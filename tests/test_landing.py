@@ -225,3 +225,55 @@ def test_token_is_never_stored(tmp_path, migrated_db_url, sim_api):
         for table in ("raw.fetch_runs", "raw.fetch_log", "ops.ingest_runs", "ops.ingest_logs"):
             dump = conn.execute(f"select coalesce(string_agg(t::text, ''), '') from {table} t")
             assert token not in dump.fetchone()[0], table
+
+
+def test_cli_fetch_writes_the_flows_checkpoint_rows(tmp_path, migrated_db_url, sim_api):
+    """``clash-pipeline fetch`` runs the flow's fetch and land (clash_pipeline.ingest.run)."""
+    [outcome] = _fetch(_settings(tmp_path), migrated_db_url, sim_api)
+    with psycopg.connect(migrated_db_url) as conn:
+        rows = conn.execute(
+            "select phase, status, attempt, clan_tag, details from ops.ingest_logs"
+            " where run_id = %s order by log_id",
+            (outcome.run_id,),
+        ).fetchall()
+    [fetch, land] = rows
+    assert fetch[:4] == ("fetch", "succeeded", 1, CLAN)
+    assert fetch[4] == {"failed_requests": 0, "failed_players": 0, "members": outcome.members}
+    assert land[:4] == ("land", "succeeded", 1, CLAN)
+    assert land[4]["bytes_new"] == outcome.land.bytes_new
+
+
+def test_phase_attempt_records_retrying_then_failed_and_raises(migrated_db_url):
+    from clash_pipeline.warehouse.runs import PhaseAttempt, RunRecorder
+
+    recorder = RunRecorder(db_url=migrated_db_url, kind="fetch", clan_tags=[CLAN]).start()
+    for attempt in (1, 2):
+        with (
+            pytest.raises(RuntimeError),
+            PhaseAttempt("fetch", [recorder], attempt=attempt, retries=1),
+        ):
+            raise RuntimeError("boom")
+    with (
+        pytest.raises(ValueError),
+        PhaseAttempt("land", [recorder], retries=3, retriable=lambda exc: False),
+    ):
+        raise ValueError("constraint")
+    with psycopg.connect(migrated_db_url) as conn:
+        rows = conn.execute(
+            "select phase, status, attempt, clan_tag, error ->> 'phase', error ->> 'message'"
+            " from ops.ingest_logs where run_id = %s order by log_id",
+            (recorder.run_id,),
+        ).fetchall()
+    assert rows == [
+        ("fetch", "retrying", 1, CLAN, "fetch", "boom"),
+        ("fetch", "failed", 2, CLAN, "fetch", "boom"),
+        ("land", "failed", 1, CLAN, "land", "constraint"),
+    ]
+
+
+def test_phase_attempt_keeps_the_phase_error_when_its_row_cannot_be_written(migrated_db_url):
+    from clash_pipeline.warehouse.runs import PhaseAttempt, RunRecorder
+
+    recorder = RunRecorder(db_url=migrated_db_url, kind="fetch", clan_tags=[CLAN])  # no run row
+    with pytest.raises(RuntimeError, match="the phase's own"), PhaseAttempt("fetch", [recorder]):
+        raise RuntimeError("the phase's own error")

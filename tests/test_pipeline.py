@@ -154,15 +154,16 @@ def test_good_run_writes_a_checkpoint_per_phase_and_step_and_is_differential(
     assert artifact is not None and str(run.run_id) in str(artifact.data)
 
     # Re-running the transform on the same raw data changes no mart (idempotent).
-    from clash_pipeline.orchestration import phases
     from clash_pipeline.orchestration.options import ApiSpec
+    from clash_pipeline.orchestration.phases.context import resolve_context
+    from clash_pipeline.orchestration.phases.transform import publish, transform
 
     before = mart_checksums(warehouse)
     api = ApiSpec(base_url=sim.base_url, token=PIPELINE_TOKEN, source="simulator")
     options = pipeline_options(pipeline_project, transform_mode="run")
-    ctx, _ = phases.resolve_context([PIPELINE_CLAN], api, options)
-    outcome = phases.transform(ctx, [])
-    phases.publish(ctx, outcome)
+    ctx, _ = resolve_context([PIPELINE_CLAN], api, options)
+    outcome = transform(ctx, [])
+    publish(ctx, outcome)
     assert outcome.scope == "incremental"
     assert mart_checksums(warehouse) == before
 

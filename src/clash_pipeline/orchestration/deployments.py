@@ -44,8 +44,8 @@ class DeploymentSpec:
         Its entrypoint is the module path (``clash_pipeline.orchestration.flows.ingest``), so the
         runner imports the installed package whatever its working directory.
         """
-        from prefect.deployments.runner import EntrypointType
         from prefect.schedules import Cron
+        from prefect.types.entrypoint import EntrypointType
 
         schedules = [
             Cron(s["cron"], timezone=s.get("timezone") or "UTC", active=s.get("active", True))

@@ -21,16 +21,29 @@ import time
 import uuid
 from typing import Any
 
-from prefect import flow, task
+from prefect import State, flow, task
 from prefect.artifacts import acreate_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
-from prefect.states import Failed, State
+from prefect.states import Failed
 
 from clash_pipeline.clash_api.ratelimit import RateLimiter
-from clash_pipeline.orchestration import phases, tasks
-from clash_pipeline.orchestration.model import ClanRun, IngestReport, RunContext, RunsFailedError
+from clash_pipeline.orchestration import tasks
+from clash_pipeline.orchestration.model import (
+    BuildOutcome,
+    ClanRun,
+    IngestReport,
+    RunContext,
+    RunsFailedError,
+)
 from clash_pipeline.orchestration.options import ApiSpec, PipelineOptions
+from clash_pipeline.orchestration.phases.common import log
+from clash_pipeline.orchestration.phases.context import resolve_context
+from clash_pipeline.orchestration.phases.ingest import note_fetched, note_landed
+from clash_pipeline.orchestration.phases.locks import ClanLocks, take_warehouse_lock, warehouse_lock
+from clash_pipeline.orchestration.phases.monitor import note_health
+from clash_pipeline.orchestration.phases.report import report_rows
+from clash_pipeline.orchestration.phases.transform import note_built
 from clash_pipeline.warehouse.runs import error_payload
 
 __all__ = ["ingest", "ingest_clan", "monitor_ingestion"]
@@ -56,13 +69,13 @@ async def ingest(
     options = options or PipelineOptions()
     phase = tasks.configured(options)
     clock = _StageClock()
-    ctx, clan_tags = await asyncio.to_thread(
-        phases.resolve_context, clan_tags, api, options, flow_run_id=_flow_run_id()
+    ctx, tags = await asyncio.to_thread(
+        resolve_context, clan_tags, api, options, flow_run_id=_flow_run_id()
     )
     report = IngestReport(batch_id=ctx.batch_id, flow_run_id=ctx.flow_run_id)
-    with phases.ClanLocks(ctx.db_url, clan_tags, options) as locks:  # one run per clan
+    with ClanLocks(ctx.db_url, tags, options) as locks:  # one run per clan
         await asyncio.to_thread(locks.acquire)
-        report.runs = await tasks.open_runs(ctx, clan_tags, locks.busy)
+        report.runs = await tasks.open_runs(ctx, tags, locks.busy)
         clock.lap("start")
         await _fetch_and_land(ctx, phase, report.runs)  # per clan, concurrently
         clock.lap("fetch_land")
@@ -114,7 +127,7 @@ async def monitor_ingestion(
             f"failing checks: {', '.join(anomalies['failing']) or 'none'}",
         )
     except Exception as exc:  # noqa: BLE001 - a missing artifact must not hide the result
-        phases.log().warning("could not create the freshness artifact: %s", exc)
+        log().warning("could not create the freshness artifact: %s", exc)
     if stale or anomalies["errors"]:
         clans = ", ".join(r["clan"] for r in stale)
         message = (
@@ -122,7 +135,7 @@ async def monitor_ingestion(
             if stale
             else f"monitor checks could not run: {anomalies['errors']}"
         )
-        phases.log().error(message)
+        log().error(message)
         return Failed(message=message, data=rows)
     return rows
 
@@ -141,7 +154,7 @@ def anomaly_checks(clan_tags: list[str] | None, max_age_hours: float | None) -> 
     report = run_monitor(resolve_database_url(settings), settings, tags, overrides=overrides)
     for change in report.changes:
         if change.change != "still_open":
-            phases.log().warning(
+            log().warning(
                 "alert %s (%s) for clan %s: %s",
                 change.change,
                 change.check_name,
@@ -174,7 +187,7 @@ def check_freshness(
             ]
         rows = []
         for tag in tags:
-            last_ok, hours, last_status = conn.execute(
+            row = conn.execute(
                 """
                 select
                     max(finished_at) filter (where status = 'succeeded'),
@@ -186,6 +199,7 @@ def check_freshness(
                 """,
                 (tag,),
             ).fetchone()
+            last_ok, hours, last_status = row if row else (None, None, None)
             rows.append(
                 {
                     "clan": tag,
@@ -213,14 +227,14 @@ async def _fetch_and_land(ctx: RunContext, phase: dict[str, Any], runs: list[Cla
         except Exception as exc:  # noqa: BLE001 - recorded as the run's failure
             run.fail("fetch", exc)
             return
-        phases.note_fetched(run, bundle, time.perf_counter() - t0)
+        note_fetched(run, bundle, time.perf_counter() - t0)
         t1 = time.perf_counter()
         try:
             result = await phase["land"](ctx, run, bundle)
         except Exception as exc:  # noqa: BLE001 - recorded as the run's failure
             run.fail("land", exc)
             return
-        phases.note_landed(run, result, time.perf_counter() - t1)
+        note_landed(run, result, time.perf_counter() - t1)
 
     await asyncio.gather(*(one(run) for run in runs if run.active))
 
@@ -229,7 +243,7 @@ async def _transform_check_publish(
     ctx: RunContext,
     phase: dict[str, Any],
     report: IngestReport,
-    locks: phases.ClanLocks,
+    locks: ClanLocks,
     clock: _StageClock,
 ) -> None:
     """dbt once for the landed clans, the health rows, then publish or roll back."""
@@ -239,16 +253,16 @@ async def _transform_check_publish(
             run.fail("lock", RuntimeError(f"the lock of clan {tag} was lost (connection dropped)"))
     landed = [r for r in report.runs if r.active and r.landed]
     checked = [r for r in report.runs if r.status != "skipped"]
-    build = None
+    build: BuildOutcome | None = None
     if landed and not ctx.options.build_marts:
         await tasks.defer_transform(ctx, landed)
         landed = []
     if landed:
-        warehouse = phases.warehouse_lock(ctx)  # one dbt build per warehouse at a time
+        warehouse = warehouse_lock(ctx)  # one dbt build per warehouse at a time
         try:
-            await asyncio.to_thread(phases.take_warehouse_lock, warehouse, ctx)
+            await asyncio.to_thread(take_warehouse_lock, warehouse, ctx)
             build = phase["transform"](ctx, landed)
-            phases.note_built(landed, build)
+            note_built(landed, build)
         except Exception as exc:  # noqa: BLE001 - every landed run fails with it
             for run in landed:
                 run.fail("transform", exc)
@@ -269,13 +283,13 @@ async def _check_and_settle(
     report: IngestReport,
     landed: list[ClanRun],
     checked: list[ClanRun],
-    build: Any,
+    build: BuildOutcome | None,
 ) -> None:
     t0 = time.perf_counter()
     monitor_error: Exception | None = None
     try:
         health = await phase["monitor"](ctx, checked)
-        phases.note_health(checked, health, time.perf_counter() - t0)
+        note_health(checked, health, time.perf_counter() - t0)
     except Exception as exc:  # noqa: BLE001 - handled below: the run fails
         monitor_error = exc
     if build is None:
@@ -283,29 +297,35 @@ async def _check_and_settle(
             if monitor_error is not None and run.active:
                 run.fail("monitor", monitor_error)
         return
-    settle_error: Exception | None = monitor_error
     if monitor_error is None:
         try:
             await tasks.publish(ctx, build)
             report.build = build
             return
         except Exception as exc:  # noqa: BLE001 - the build cannot be kept: roll back
-            settle_error = exc
-    failed_phase = "monitor" if monitor_error is not None else "publish"
+            await _roll_back(ctx, build, landed, "publish", exc)
+            return
+    await _roll_back(ctx, build, landed, "monitor", monitor_error)
+
+
+async def _roll_back(
+    ctx: RunContext, build: BuildOutcome, landed: list[ClanRun], phase: str, error: Exception
+) -> None:
+    """The build is not kept: its runs fail with ``error``, the marts go back as they were."""
     for run in landed:
-        run.fail(failed_phase, settle_error)
+        run.fail(phase, error)
         run.rows_changed = None
     try:
-        await tasks.roll_back(ctx, build, error_payload(settle_error, phase=failed_phase))
+        await tasks.roll_back(ctx, build, error_payload(error, phase=phase))
     except Exception as exc:  # noqa: BLE001 - the next build rolls it back first
-        phases.log().error("could not roll back build %s now: %s", build.build_id, exc)
+        log().error("could not roll back build %s now: %s", build.build_id, exc)
 
 
 # ---------------------------------------------------------------------------- helpers
 
 
 async def _summary_artifact(report: IngestReport) -> None:
-    rows = phases.report_rows(report)
+    rows = report_rows(report)
     ok, failed, skipped = len(report.succeeded), len(report.failed), len(report.skipped)
     description = (
         f"clash-ingest: {ok} succeeded, {failed} failed, {skipped} skipped; "
@@ -315,13 +335,13 @@ async def _summary_artifact(report: IngestReport) -> None:
     try:
         await acreate_table_artifact(table=rows, key=SUMMARY_ARTIFACT_KEY, description=description)
     except Exception as exc:  # noqa: BLE001 - a missing artifact must not fail the run
-        phases.log().warning("could not create the summary artifact: %s", exc)
+        log().warning("could not create the summary artifact: %s", exc)
 
 
 def _final_state(report: IngestReport) -> IngestReport | State[Any]:
     if report.failed:
         error = RunsFailedError(report)
-        phases.log().error("%s", error.message)
+        log().error("%s", error.message)
         return Failed(message=error.message, data=error)
     return report
 

@@ -92,7 +92,8 @@ class AdvisoryLock:
         told = False
         try:
             while True:
-                if conn.execute("select pg_try_advisory_lock(%s, %s)", self.key).fetchone()[0]:
+                row = conn.execute("select pg_try_advisory_lock(%s, %s)", self.key).fetchone()
+                if row is not None and row[0]:
                     self._conn = conn
                     self.waited_seconds = time.monotonic() - started
                     return True

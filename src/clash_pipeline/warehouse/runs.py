@@ -1,24 +1,59 @@
 """Run bookkeeping in ``ops``: one ``ingest_runs`` row per run, checkpoint rows per phase.
 
-These writes are autocommitted on their own connection, apart from the data
-transaction, so that a failed run is still recorded as failed with its error
-while its data is rolled back. A recorder built with a database URL instead of
-a connection opens a short connection per write, so it survives a dropped
-connection (and can be rebuilt from plain values in another task or process).
+These writes are autocommitted on a short connection of their own, apart from
+the data transaction, so that a failed run is still recorded as failed with its
+error while its data is rolled back; a recorder survives a dropped connection
+and can be rebuilt from plain values in another task or process.
+:class:`PhaseAttempt` writes the checkpoint rows of one attempt at a phase, the
+same way for every phase, the CLI's and the flow's.
 """
 
 from __future__ import annotations
 
+import asyncio
+import functools
+import logging
 import uuid
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from types import TracebackType
+from typing import Any, TypedDict, Unpack
 
 import psycopg
 from psycopg.types.json import Jsonb
 
+from clash_pipeline.errors import ClashPipelineError
 from clash_pipeline.versions import ingestion_version
 from clash_pipeline.warehouse.connect import connect
+
+_log = logging.getLogger("clash_pipeline.runs")
+
+
+#: The counts of a checkpoint row, in the order of ``ops.ingest_logs``'s columns.
+_COUNT_COLUMNS = (
+    "rows_in",
+    "rows_written",
+    "rows_changed",
+    "requests",
+    "retries",
+    "throttled",
+    "db_time_ms",
+)
+
+
+class Measures(TypedDict, total=False):
+    """What a checkpoint row says a phase did (every column may be left out)."""
+
+    rows_in: int | None
+    rows_written: int | None
+    rows_changed: int | None
+    requests: int | None
+    retries: int | None
+    throttled: int | None
+    db_time_ms: int | None
+    duration_ms: int | None  # a step's own time, when it is not now - started_at
+    details: dict[str, Any]
 
 
 def utc_now() -> datetime:
@@ -54,11 +89,10 @@ def error_payload(exc: BaseException, *, phase: str | None = None) -> dict[str, 
 class RunRecorder:
     """Writes one run's ``ops.ingest_runs`` row and its ``ops.ingest_logs`` checkpoints.
 
-    Give it an autocommit connection (``conn``), or a database URL (``db_url``)
-    to open a connection per write.
+    Each write opens a short autocommit connection to ``db_url``.
     """
 
-    conn: psycopg.Connection | None = field(default=None, repr=False)
+    db_url: str = field(repr=False)
     kind: str = "ingest"
     clan_tags: list[str] = field(default_factory=list)
     schema_version: str = ""
@@ -66,18 +100,9 @@ class RunRecorder:
     run_id: uuid.UUID = field(default_factory=uuid.uuid4)
     flow_run_id: uuid.UUID | None = None
     started_at: datetime = field(default_factory=utc_now)
-    db_url: str | None = field(default=None, repr=False)
     parent_run_id: uuid.UUID | None = None
 
-    def __post_init__(self) -> None:
-        if self.conn is None and self.db_url is None:
-            raise ValueError("RunRecorder needs a connection or a database URL")
-
     def _execute(self, query: str, params: tuple[Any, ...]) -> None:
-        if self.conn is not None:
-            self.conn.execute(query, params)
-            return
-        assert self.db_url is not None
         with connect(self.db_url, autocommit=True) as conn:
             conn.execute(query, params)
 
@@ -104,6 +129,11 @@ class RunRecorder:
         )
         return self
 
+    @property
+    def clan_tag(self) -> str | None:
+        """The clan of a one-clan run (every run but a backfill's), else ``None``."""
+        return self.clan_tags[0] if len(self.clan_tags) == 1 else None
+
     def checkpoint(
         self,
         *,
@@ -113,20 +143,12 @@ class RunRecorder:
         clan_tag: str | None = None,
         step: str | None = None,
         attempt: int = 1,
-        rows_in: int | None = None,
-        rows_written: int | None = None,
-        rows_changed: int | None = None,
-        requests: int | None = None,
-        retries: int | None = None,
-        throttled: int | None = None,
-        db_time_ms: int | None = None,
         error: dict[str, Any] | None = None,
-        details: dict[str, Any] | None = None,
-        finished_at: datetime | None = None,
-        duration_ms: int | None = None,
+        **measures: Unpack[Measures],
     ) -> None:
-        """One checkpoint row; the duration is ``finished_at - started_at`` unless given."""
-        finished_at = finished_at or utc_now()
+        """One checkpoint row; the duration is now - ``started_at`` unless given."""
+        finished_at = utc_now()
+        duration_ms = measures.get("duration_ms")
         if duration_ms is None:
             duration_ms = round((finished_at - started_at).total_seconds() * 1000)
         self._execute(
@@ -150,15 +172,9 @@ class RunRecorder:
                 started_at,
                 finished_at,
                 duration_ms,
-                rows_in,
-                rows_written,
-                rows_changed,
-                requests,
-                retries,
-                throttled,
-                db_time_ms,
+                *(measures.get(column) for column in _COUNT_COLUMNS),
                 Jsonb(error) if error is not None else None,
-                Jsonb(details or {}),
+                Jsonb(measures.get("details") or {}),
             ),
         )
 
@@ -211,3 +227,126 @@ class RunRecorder:
                 self.run_id,
             ),
         )
+
+
+def _any_error(_exc: BaseException) -> bool:
+    return True
+
+
+class PhaseAttempt:
+    """One attempt at one phase of one or more runs, with a checkpoint row per run.
+
+    The body records what it did with :meth:`record` (or :meth:`arecord` in async
+    code). When the body raises, every run gets a row for the attempt saying
+    ``retrying`` (when another attempt follows: ``attempt <= retries`` and the
+    error is ``retriable``) or ``failed``, with the error, and the exception goes
+    on. Such a row that cannot be written is logged, never raised: the phase's own
+    error is the one that matters. Use it as ``with`` or ``async with`` (the
+    failure rows are then written in a thread, off the event loop).
+    """
+
+    def __init__(
+        self,
+        phase: str,
+        recorders: Sequence[RunRecorder],
+        *,
+        attempt: int = 1,
+        retries: int = 0,
+        retriable: Callable[[BaseException], bool] = _any_error,
+        log: logging.Logger | logging.LoggerAdapter[logging.Logger] | None = None,
+    ) -> None:
+        self.phase = phase
+        self.recorders = list(recorders)
+        self.attempt = attempt
+        self.retries = retries
+        self.retriable = retriable
+        self.log = log or _log
+        self.started_at = utc_now()
+        #: Details for the failure rows, set by the body before it raises.
+        self.failure_details: dict[str, Any] | None = None
+
+    def record(
+        self,
+        recorder: RunRecorder,
+        *,
+        status: str = "succeeded",
+        step: str | None = None,
+        **measures: Unpack[Measures],
+    ) -> None:
+        """The row of this attempt (or of one ``step`` of it) for one run."""
+        recorder.checkpoint(
+            phase=self.phase,
+            status=status,
+            started_at=self.started_at,
+            clan_tag=recorder.clan_tag,
+            step=step,
+            attempt=self.attempt,
+            **measures,
+        )
+
+    async def arecord(
+        self,
+        recorder: RunRecorder,
+        *,
+        status: str = "succeeded",
+        step: str | None = None,
+        **measures: Unpack[Measures],
+    ) -> None:
+        """:meth:`record` in a thread, for async code."""
+        await asyncio.to_thread(
+            functools.partial(self.record, recorder, status=status, step=step, **measures)
+        )
+
+    def failure_status(self, exc: BaseException) -> str:
+        """``retrying`` when another attempt follows this failure, else ``failed``."""
+        return "retrying" if self.attempt <= self.retries and self.retriable(exc) else "failed"
+
+    def _record_failure(self, exc: Exception) -> None:
+        status = self.failure_status(exc)
+        error = error_payload(exc, phase=self.phase)
+        clans = [r.clan_tag for r in self.recorders]
+        who = f"clan {clans[0]}: " if len(clans) == 1 and clans[0] else ""
+        self.log.warning("%s%s attempt %d %s: %s", who, self.phase, self.attempt, status, exc)
+        for recorder in self.recorders:
+            try:
+                recorder.checkpoint(
+                    phase=self.phase,
+                    status=status,
+                    started_at=self.started_at,
+                    clan_tag=recorder.clan_tag,
+                    attempt=self.attempt,
+                    error=error,
+                    details=self.failure_details or {},
+                )
+            except (psycopg.Error, ClashPipelineError) as record_exc:
+                self.log.error(
+                    "could not record the %s failure of run %s: %s",
+                    self.phase,
+                    recorder.run_id,
+                    record_exc,
+                )
+
+    def __enter__(self) -> PhaseAttempt:
+        self.started_at = utc_now()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if isinstance(exc, Exception):
+            self._record_failure(exc)
+
+    async def __aenter__(self) -> PhaseAttempt:
+        return self.__enter__()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if isinstance(exc, Exception):
+            await asyncio.to_thread(self._record_failure, exc)

@@ -1,0 +1,158 @@
+"""One clan's run: fetch its bundle, land it, each with its checkpoint row.
+
+The one code path for ``clash-pipeline fetch`` (:mod:`clash_pipeline.ingest.fetch`),
+the Prefect flow's fetch and land tasks (:mod:`clash_pipeline.orchestration.phases`),
+the tests and the benchmarks. Each phase takes a database URL and a
+:class:`~clash_pipeline.warehouse.runs.RunRecorder`, writes one
+``ops.ingest_logs`` row per attempt (:class:`~clash_pipeline.warehouse.runs.PhaseAttempt`)
+and raises what went wrong; what a failure means for the run (fail it, retry the
+phase) is the caller's business.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+from typing import Any
+
+import psycopg
+
+from clash_pipeline.clash_api.client import ClashClient
+from clash_pipeline.errors import ConfigError, DatabaseError
+from clash_pipeline.ingest.bundle import ClanBundle, fetch_clan_bundle, known_ended_cwl_wars
+from clash_pipeline.ingest.land import LandResult, failed_records_json, land_bundle
+from clash_pipeline.warehouse.connect import connect
+from clash_pipeline.warehouse.runs import PhaseAttempt, RunRecorder
+
+Logger = logging.Logger | logging.LoggerAdapter[logging.Logger]
+
+
+def fetch_retriable(exc: BaseException) -> bool:
+    """Whether another attempt at fetching can help (not for a 4xx: wrong tag or token)."""
+    if isinstance(exc, ConfigError):
+        return False
+    for source in (exc, exc.__context__):
+        status = getattr(source, "status", None)
+        if isinstance(status, int) and 400 <= status < 500 and status != 429:
+            return False
+    return True
+
+
+def land_retriable(exc: BaseException) -> bool:
+    """A dropped or refused connection is worth another attempt; a constraint is not."""
+    return isinstance(exc, psycopg.OperationalError | DatabaseError)
+
+
+def failed_requests(bundle: ClanBundle) -> list[dict[str, Any]]:
+    """The bundle's failed requests, token-free, for the run's error and the CLI."""
+    failed: list[dict[str, Any]] = failed_records_json(bundle.failed).obj["failed"]
+    return failed
+
+
+def _ended_cwl_wars(db_url: str, clan_tag: str) -> set[str]:
+    with connect(db_url, autocommit=True) as conn:
+        return known_ended_cwl_wars(conn, clan_tag)
+
+
+async def fetch_clan(
+    open_client: Callable[[], AbstractAsyncContextManager[ClashClient]],
+    db_url: str,
+    recorder: RunRecorder,
+    *,
+    attempt: int = 1,
+    retries: int = 0,
+    log: Logger | None = None,
+) -> ClanBundle:
+    """Everything about the recorder's clan from the API; its ``fetch`` checkpoint row.
+
+    ``open_client`` gives the client for this attempt (the CLI shares one between
+    clans; a flow task builds its own, so opening it is part of the attempt).
+    """
+    clan_tag = recorder.clan_tags[0]
+    async with PhaseAttempt(
+        "fetch", [recorder], attempt=attempt, retries=retries, retriable=fetch_retriable, log=log
+    ) as phase:
+        ended = await asyncio.to_thread(_ended_cwl_wars, db_url, clan_tag)
+        async with open_client() as client:
+            bundle = await fetch_clan_bundle(client, clan_tag, known_ended_cwl_wars=ended)
+        failed = bundle.failed
+        await phase.arecord(
+            recorder,
+            rows_in=len(bundle.records),
+            requests=len(bundle.records),
+            retries=sum(r.retries for r in bundle.records),
+            throttled=sum(r.throttled for r in bundle.records),
+            details={
+                "failed_requests": len(failed),
+                "failed_players": sum(1 for r in failed if r.endpoint == "player"),
+                "members": bundle.members,
+            },
+        )
+    return bundle
+
+
+def land_clan(
+    db_url: str,
+    recorder: RunRecorder,
+    bundle: ClanBundle,
+    *,
+    source: str,
+    attempt: int = 1,
+    retries: int = 0,
+    log: Logger | None = None,
+) -> LandResult:
+    """Land the bundle in ``raw`` in one transaction; its ``land`` checkpoint row.
+
+    Idempotent across attempts: an attempt whose commit made it before its
+    connection died is not landed twice.
+    """
+    with PhaseAttempt(
+        "land", [recorder], attempt=attempt, retries=retries, retriable=land_retriable, log=log
+    ) as phase:
+        with connect(db_url) as conn:
+            result = _already_landed(conn, recorder, bundle) if attempt > 1 else None
+            if result is None:
+                result = land_bundle(
+                    conn,
+                    bundle,
+                    run_id=recorder.run_id,
+                    source=source,
+                    started_at=recorder.started_at,
+                )
+        phase.record(
+            recorder,
+            rows_in=result.requests,
+            rows_written=result.requests + result.payloads_new,
+            rows_changed=result.payloads_new,
+            db_time_ms=result.db_time_ms,
+            details={"bytes_new": result.bytes_new, "bytes_received": result.bytes_received},
+        )
+    return result
+
+
+def _already_landed(
+    conn: psycopg.Connection[Any], recorder: RunRecorder, bundle: ClanBundle
+) -> LandResult | None:
+    """The result of an earlier attempt whose commit made it before its connection died."""
+    row = conn.execute(
+        "select requests, failed_requests, payloads_new, bytes_received, bytes_new"
+        " from raw.fetch_runs where run_id = %s",
+        (recorder.run_id,),
+    ).fetchone()
+    conn.rollback()
+    if row is None:
+        return None
+    return LandResult(
+        run_id=recorder.run_id,
+        clan_tag=bundle.clan_tag,
+        requests=row[0],
+        failed_requests=row[1],
+        payloads_new=row[2],
+        bytes_received=row[3],
+        bytes_new=row[4],
+        retries=sum(r.retries for r in bundle.records),
+        throttled=sum(r.throttled for r in bundle.records),
+        db_time_ms=0,
+    )

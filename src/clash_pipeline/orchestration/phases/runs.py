@@ -1,0 +1,74 @@
+"""Each clan's ``ops.ingest_runs`` row: opened before the fetch, closed after the monitor."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from clash_pipeline.orchestration.model import ClanRun, RunContext
+from clash_pipeline.warehouse.connect import connect
+from clash_pipeline.warehouse.runs import utc_now
+
+
+def open_runs(ctx: RunContext, clan_tags: list[str], busy: dict[str, str]) -> list[ClanRun]:
+    """An ``ops.ingest_runs`` row per clan: ``running``, or ``skipped`` when its lock was busy.
+
+    A ``running`` row of a clan whose lock this batch holds belongs to a process
+    that died: it is closed as failed first.
+    """
+    runs: list[ClanRun] = []
+    held = [t for t in clan_tags if t not in busy]
+    if held:
+        _close_abandoned_runs(ctx.db_url, held)
+    for tag in clan_tags:
+        run = ClanRun(clan_tag=tag, run_id=uuid.uuid4(), started_at=utc_now())
+        recorder = ctx.recorder(run)
+        if tag in busy:
+            run.status = "skipped"
+            run.error = {"type": "ClanBusy", "phase": "lock", "message": busy[tag]}
+            recorder.start(status="skipped")
+            recorder.finish("skipped", error=run.error, summary={"batch_id": str(ctx.batch_id)})
+        else:
+            recorder.start()
+        runs.append(run)
+    return runs
+
+
+def _close_abandoned_runs(db_url: str, clan_tags: list[str]) -> None:
+    with connect(db_url, autocommit=True) as conn:
+        conn.execute(
+            """
+            update ops.ingest_runs
+            set status = 'failed',
+                finished_at = greatest(clock_timestamp(), started_at),
+                error = jsonb_build_object(
+                    'type', 'AbandonedRun',
+                    'message', 'the process running it stopped before the run finished'
+                )
+            where status = 'running' and clan_tags && %s
+            """,
+            (clan_tags,),
+        )
+
+
+def close_runs(ctx: RunContext, runs: list[ClanRun]) -> None:
+    """Write every run's outcome, counters and health row to ``ops.ingest_runs``."""
+    for run in runs:
+        if run.status == "skipped":
+            continue
+        if run.status == "running":
+            run.status = "succeeded"
+        summary: dict[str, Any] = {"batch_id": str(ctx.batch_id)}
+        if run.health is not None:
+            summary["health"] = run.health
+        error = run.error
+        if error is None and run.failed_request_list:
+            error = {"failed_requests": run.failed_request_list}
+        ctx.recorder(run).finish(
+            run.status,
+            snapshot_at=run.snapshot_at,
+            error=error,
+            counters=run.counters(),
+            summary=summary,
+            rows_changed=run.rows_changed,
+        )
