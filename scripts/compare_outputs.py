@@ -25,15 +25,19 @@ the ingestion health and ``METRICS``; ``/api/v2/members/{tag}`` for the first
 ``MEMBERS_PER_CLAN`` members of each roster). It stops the API and the embedded database
 whatever happens (also on SIGINT/SIGTERM) and leaves no process behind.
 
-What legitimately differs between two runs of the SAME code is replaced by a placeholder
-before comparing (found by dumping one checkout twice and diffing the dumps); nothing
-else is normalised:
+What legitimately differs between two runs of the SAME code is normalised before comparing,
+and nothing else (found by dumping one checkout twice and diffing the dumps with ``--diff
+--raw``: everything else, ``payload_version`` and ``ingestion_version`` included, came out
+byte-identical, row order aside; rows are sorted):
 
-* ``VOLATILE_COLUMNS`` (marts): ``ingestion_version`` is the landing run's uuid.
-* ``VOLATILE_KEYS`` (API bodies): the ingestion-health body's wall-clock times and
-  durations of the runs and phases (``started_at``, ``finished_at``, ``checked_at``,
-  ``duration_seconds``, ``hours_since_last_success``, ...), run ids, and the phase
-  detail that holds timings.
+* ``RUN_IDS``: ``run_id`` (a uuid4 per run) and ``snapshot_id`` (a hash of clan and run id),
+  in the marts and in the API bodies (roster, member history), are replaced by a label
+  naming the clan and simulated time of their snapshot, so rows sharing an id still do.
+* ``WALL_CLOCK_COLUMNS``: ``marts.ingest_run_health``'s wall-clock start and finish times
+  and its durations (``*_ms``).
+* ``WALL_CLOCK_KEYS``: the same in ``/api/v2/ingestion/health`` (``started_at``,
+  ``finished_at``, ``duration_ms``, ``phase_ms`` of the runs and phases), and its
+  ``checked_at`` and ``hours_since_last_success``, which follow the wall clock.
 """
 
 from __future__ import annotations
@@ -66,14 +70,42 @@ SEED = 42
 METRICS = (("ace", "season"), ("donations_given", "7d"), ("hero_rush_pct", "latest"))
 MEMBERS_PER_CLAN = 3
 PLACEHOLDER = "<varies>"
+NONE: frozenset[str] = frozenset()
 
-#: Mart columns that differ between two runs of the same code, and why.
-VOLATILE_COLUMNS: dict[str, str] = {
-    "ingestion_version": "the uuid of the run that landed the payload",
+#: Ids that are new in every run (``run_id`` is a uuid4, ``snapshot_id`` a hash of the clan
+#: and the run id): each value is replaced by what it identifies, the clan and simulated time
+#: of its snapshot, wherever it appears, so rows that share an id still share a label.
+RUN_IDS: dict[str, dict[str, str]] = {
+    "marts.roster_snapshots": {"snapshot_id": "snapshot", "run_id": "run"},
+    "marts.ingest_run_health": {"run_id": "run"},
 }
-#: Keys of API bodies that differ between two runs of the same code, and why.
-VOLATILE_KEYS: dict[str, str] = {
-    "ingestion_version": "the uuid of the run that landed the payload",
+#: Wall-clock times and durations of the runs, per relation: masked.
+WALL_CLOCK_COLUMNS: dict[str, frozenset[str]] = {
+    "marts.ingest_run_health": frozenset(
+        {
+            "started_at",
+            "finished_at",
+            "duration_ms",
+            "run_duration_ms",
+            "fetch_ms",
+            "land_ms",
+            "transform_ms",
+            "monitor_ms",
+        }
+    ),
+}
+#: The same in API bodies, per endpoint: keys masked at any depth of the body.
+WALL_CLOCK_KEYS: dict[str, frozenset[str]] = {
+    "/api/v2/ingestion/health": frozenset(
+        {
+            "checked_at",
+            "hours_since_last_success",
+            "started_at",
+            "finished_at",
+            "duration_ms",
+            "phase_ms",
+        }
+    ),
 }
 
 DEMO_TIMEOUT_SECONDS = 1200
@@ -194,15 +226,25 @@ def _database_url(cli: Cli) -> str:
     return urls[-1]
 
 
-def _normalise(value: Any, volatile: dict[str, str]) -> Any:
-    """``value`` with every key named in ``volatile`` (at any depth) replaced."""
+def _masked(value: Any, keys: frozenset[str]) -> Any:
+    """``value`` with every key in ``keys`` (at any depth) replaced by the placeholder."""
     if isinstance(value, dict):
         return {
-            key: PLACEHOLDER if key in volatile else _normalise(item, volatile)
-            for key, item in value.items()
+            key: PLACEHOLDER if key in keys else _masked(item, keys) for key, item in value.items()
         }
     if isinstance(value, list):
-        return [_normalise(item, volatile) for item in value]
+        return [_masked(item, keys) for item in value]
+    return value
+
+
+def _relabelled(value: Any, labels: dict[str, str]) -> Any:
+    """``value`` with every string that is a key of ``labels`` (at any depth) replaced."""
+    if isinstance(value, dict):
+        return {key: _relabelled(item, labels) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_relabelled(item, labels) for item in value]
+    if isinstance(value, str):
+        return labels.get(value, value)
     return value
 
 
@@ -238,9 +280,7 @@ def dump_relations(url: str) -> dict[str, Any]:
                     sql.Identifier(schema), sql.Identifier(name)
                 )
             ).fetchall()
-            rows = [
-                _normalise(json.loads(text, parse_float=str), VOLATILE_COLUMNS) for (text,) in texts
-            ]
+            rows = [json.loads(text, parse_float=str) for (text,) in texts]
             relations[f"{schema}.{name}"] = {
                 "kind": kind,
                 "columns": [f"{column} {type_}" for column, type_ in columns],
@@ -412,22 +452,32 @@ def _report(kind: str, before: dict[str, Any], after: dict[str, Any], differ: An
     return differences
 
 
+def run_id_labels(relations: dict[str, Any]) -> dict[str, str]:
+    """Each per-run id of ``RUN_IDS`` -> a label naming its clan and simulated time."""
+    labels: dict[str, str] = {}
+    for relation, columns in RUN_IDS.items():
+        for row in relations.get(relation, {}).get("rows", []):
+            for column, kind in columns.items():
+                if row.get(column) is not None:
+                    label = f"<{kind} of {row.get('clan_tag')} at {row.get('snapshot_at')}>"
+                    labels.setdefault(row[column], label)
+    return labels
+
+
 def normalised(dump: dict[str, Any]) -> dict[str, Any]:
     """``dump`` with what differs between two runs of the same code replaced.
 
     A dump keeps what the version wrote; only the comparison normalises.
     """
-    relations = {
-        name: {
-            **relation,
-            "rows": sorted(_normalise(relation["rows"], VOLATILE_COLUMNS), key=_sort_key),
-        }
-        for name, relation in dump["relations"].items()
-    }
-    api = {
-        path: {**answer, "body": _normalise(answer["body"], VOLATILE_KEYS)}
-        for path, answer in dump["api"].items()
-    }
+    labels = run_id_labels(dump["relations"])
+    relations = {}
+    for name, relation in dump["relations"].items():
+        rows = _masked(_relabelled(relation["rows"], labels), WALL_CLOCK_COLUMNS.get(name, NONE))
+        relations[name] = {**relation, "rows": sorted(rows, key=_sort_key)}
+    api = {}
+    for path, answer in dump["api"].items():
+        keys = WALL_CLOCK_KEYS.get(path.split("?")[0], NONE)
+        api[path] = {**answer, "body": _masked(_relabelled(answer["body"], labels), keys)}
     return {**dump, "relations": relations, "api": api}
 
 

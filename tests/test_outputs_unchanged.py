@@ -51,21 +51,34 @@ def _missing_before_commit() -> str | None:
     return None
 
 
-def _dump():
-    """A tiny dump in the script's format."""
+def _dump(run_ids=("u-1", "u-2"), finished_at="2026-12-07T01:00:00Z"):
+    """A tiny dump in the script's format: two runs of one clan."""
+    snapshots = [
+        {"snapshot_id": f"s-{run_id}", "run_id": run_id, "clan_tag": "#C", "snapshot_at": at}
+        for run_id, at in zip(run_ids, ("2026-11-02T08:00:00Z", "2026-11-02T20:00:00Z"))
+    ]
     return {
         "relations": {
+            "marts.roster_snapshots": {
+                "kind": "r",
+                "columns": ["snapshot_id text", "run_id uuid", "clan_tag text", "snapshot_at tz"],
+                "rows": snapshots,
+            },
             "marts.members": {
                 "kind": "r",
-                "columns": ["player_tag text", "trophies integer", "ingestion_version uuid"],
+                "columns": ["player_tag text", "trophies integer", "snapshot_id text"],
                 "rows": [
-                    {"player_tag": "#A", "trophies": 10, "ingestion_version": "u-1"},
-                    {"player_tag": "#B", "trophies": 20, "ingestion_version": "u-2"},
+                    {"player_tag": "#A", "trophies": 10, "snapshot_id": f"s-{run_ids[0]}"},
+                    {"player_tag": "#B", "trophies": 20, "snapshot_id": f"s-{run_ids[1]}"},
                 ],
-            }
+            },
         },
         "api": {
             "/api/v2/clans": {"status": 200, "body": {"clans": [{"clan_tag": "#C"}]}},
+            "/api/v2/ingestion/health?clan=%23C": {
+                "status": 200,
+                "body": {"last_run": {"run_id": run_ids[1], "finished_at": finished_at}},
+            },
         },
     }
 
@@ -97,12 +110,17 @@ def test_a_changed_column_or_missing_relation_is_reported(capsys):
     assert "endpoint /api/v2/roster?clan=%23C: DIFFERENT" in out
 
 
-def test_only_what_varies_between_runs_of_the_same_code_is_normalised(capsys):
-    after = _dump()
-    for row in after["relations"]["marts.members"]["rows"]:
-        row["ingestion_version"] = "another run's uuid"
+def test_run_ids_and_wall_clock_times_are_normalised():
+    after = _dump(run_ids=("u-7", "u-8"), finished_at="2026-12-08T05:00:00Z")
     assert compare.compare_dumps(_dump(), after) == 0
-    assert compare.compare_dumps(_dump(), after, normalise=False) == 1
+    assert compare.compare_dumps(_dump(), after, normalise=False) == 3
+
+
+def test_a_row_pointing_at_another_snapshot_is_still_reported():
+    after = _dump(run_ids=("u-7", "u-8"))
+    rows = after["relations"]["marts.members"]["rows"]
+    rows[0]["snapshot_id"], rows[1]["snapshot_id"] = rows[1]["snapshot_id"], rows[0]["snapshot_id"]
+    assert compare.compare_dumps(_dump(), after) == 1
 
 
 @pytest.mark.slow
