@@ -27,8 +27,8 @@ whatever happens (also on SIGINT/SIGTERM) and leaves no process behind.
 
 What legitimately differs between two runs of the SAME code is normalised before comparing,
 and nothing else (found by dumping one checkout twice and diffing the dumps with ``--diff
---raw``: everything else, ``payload_version`` and ``ingestion_version`` included, came out
-byte-identical, row order aside; rows are sorted):
+--raw``: everything else, ``payload_version`` and ``ingestion_version`` (the package version)
+included, came out identical, row order aside: rows are sorted):
 
 * ``RUN_IDS``: ``run_id`` (a uuid4 per run) and ``snapshot_id`` (a hash of clan and run id),
   in the marts and in the API bodies (roster, member history), are replaced by a label
@@ -424,9 +424,19 @@ def diff_relation(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
     only_after = [row for row in after["rows"] if _sort_key(row) not in keys_before]
     if only_before or only_after or len(before["rows"]) != len(after["rows"]):
         lines.append(f"rows: {len(before['rows'])} -> {len(after['rows'])}")
-        lines.extend(f"  - {_short(row)}" for row in only_before[:3])
-        lines.extend(f"  + {_short(row)}" for row in only_after[:3])
+        lines.extend(_row_changes(only_before, only_after))
     return lines
+
+
+def _row_changes(only_before: list[Any], only_after: list[Any]) -> list[str]:
+    """The first rows that changed: the changed columns when both sides lost and gained as
+    many rows (pairs in sort order), else the rows themselves."""
+    if len(only_before) == len(only_after):
+        pairs = zip(only_before[:3], only_after[:3], strict=True)
+        return [f"  ~ {'; '.join(_json_diff(left, right, 'row'))}" for left, right in pairs]
+    return [f"  - {_short(row)}" for row in only_before[:3]] + [
+        f"  + {_short(row)}" for row in only_after[:3]
+    ]
 
 
 def diff_endpoint(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
