@@ -135,11 +135,14 @@ DEMO_HISTORY = History()
 
 
 class Interrupted(Exception):
-    """SIGTERM, raised like KeyboardInterrupt so that every ``finally`` stops its children."""
+    """SIGINT or SIGTERM: raised so that every ``finally`` stops the children it started."""
 
 
 def _raise_interrupted(signum: int, frame: FrameType | None) -> None:
-    raise Interrupted(f"signal {signum}")
+    # one signal is enough: a second one must not cut the clean-up short
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    raise Interrupted(signal.Signals(signum).name)
 
 
 # -- one checkout's command line ---------------------------------------------------------------
@@ -571,6 +574,7 @@ def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _arguments(argv)
+    signal.signal(signal.SIGINT, _raise_interrupted)
     signal.signal(signal.SIGTERM, _raise_interrupted)
     if args.diff:
         before, after = (json.loads(p.read_text(encoding="utf-8")) for p in args.diff)
@@ -586,4 +590,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except Interrupted as interrupted:
+        print(f"{interrupted}: stopped the demo, the API and the database", file=sys.stderr)
+        sys.exit(130)
