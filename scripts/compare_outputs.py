@@ -26,13 +26,17 @@ the ingestion health and ``METRICS``; ``/api/v2/members/{tag}`` for the first
 whatever happens (also on SIGINT/SIGTERM) and leaves no process behind.
 
 What legitimately differs between two runs of the SAME code is normalised before comparing,
-and nothing else (found by dumping one checkout twice and diffing the dumps with ``--diff
+and nothing else (found by dumping the same code more than once and diffing the dumps with ``--diff
 --raw``: everything else, ``payload_version`` and ``ingestion_version`` (the package version)
 included, came out identical, row order aside: rows are sorted):
 
 * ``RUN_IDS``: ``run_id`` (a uuid4 per run) and ``snapshot_id`` (a hash of clan and run id),
   in the marts and in the API bodies (roster, member history), are replaced by a label
   naming the clan and simulated time of their snapshot, so rows sharing an id still do.
+* ``FETCH_ID_KEYS``: ``fetch_id`` (wars, war members and attacks, raid seasons and
+  members) numbers ``raw.fetch_log`` rows in the order in which the two clans' concurrent
+  fetches land, which varies; each is replaced by its request path and run (read from
+  ``raw.fetch_log`` into the dump's ``fetch_ids``).
 * ``WALL_CLOCK_COLUMNS``: ``marts.ingest_run_health``'s wall-clock start and finish times
   and its durations (``*_ms``).
 * ``WALL_CLOCK_KEYS``: the same in ``/api/v2/ingestion/health`` (``started_at``,
@@ -79,6 +83,10 @@ RUN_IDS: dict[str, dict[str, str]] = {
     "marts.roster_snapshots": {"snapshot_id": "snapshot", "run_id": "run"},
     "marts.ingest_run_health": {"run_id": "run"},
 }
+#: Columns and keys holding a ``raw.fetch_log`` id: an identity column, numbered in the order
+#: in which the clans' concurrent fetches happen to land. Each is replaced by what it
+#: identifies, the request path and the run's clans and simulated time (``fetch_labels``).
+FETCH_ID_KEYS = frozenset({"fetch_id"})
 #: Wall-clock times and durations of the runs, per relation: masked.
 WALL_CLOCK_COLUMNS: dict[str, frozenset[str]] = {
     "marts.ingest_run_health": frozenset(
@@ -240,6 +248,20 @@ def _masked(value: Any, keys: frozenset[str]) -> Any:
     return value
 
 
+def _fetches_relabelled(value: Any, labels: dict[str, str]) -> Any:
+    """``value`` with every fetch id under a key of ``FETCH_ID_KEYS`` replaced by its label."""
+    if isinstance(value, dict):
+        return {
+            key: labels.get(str(item), item)
+            if key in FETCH_ID_KEYS
+            else _fetches_relabelled(item, labels)
+            for key, item in value.items()
+        }
+    if isinstance(value, list):
+        return [_fetches_relabelled(item, labels) for item in value]
+    return value
+
+
 def _relabelled(value: Any, labels: dict[str, str]) -> Any:
     """``value`` with every string that is a key of ``labels`` (at any depth) replaced."""
     if isinstance(value, dict):
@@ -290,6 +312,20 @@ def dump_relations(url: str) -> dict[str, Any]:
                 "rows": sorted(rows, key=_sort_key),
             }
     return relations
+
+
+def fetch_labels(url: str) -> dict[str, str]:
+    """Each ``raw.fetch_log`` id -> the request and run it stands for (what the marts mean)."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("set timezone = 'UTC'")
+        rows = conn.execute(
+            "select l.fetch_id, l.request_path, r.clan_tags, r.snapshot_at"
+            " from raw.fetch_log l join raw.fetch_runs r using (run_id)"
+        ).fetchall()
+    return {
+        str(fetch_id): f"<fetch {path} in the run of {','.join(clans)} at {at.isoformat()}>"
+        for fetch_id, path, clans, at in rows
+    }
 
 
 # -- reading the API ---------------------------------------------------------------------------
@@ -376,13 +412,20 @@ def dump_checkout(checkout: Path, history: History = DEMO_HISTORY) -> dict[str, 
         try:
             print(f"{checkout}: clash-pipeline {' '.join(history.demo_args())}", flush=True)
             cli.run(*history.demo_args(), timeout=DEMO_TIMEOUT_SECONDS, log=home / "demo.log")
-            relations = dump_relations(_database_url(cli))
+            url = _database_url(cli)
+            relations, fetches = dump_relations(url), fetch_labels(url)
             with running_api(cli) as client:
                 api = dump_api(client)
         finally:
             with contextlib.suppress(SystemExit, subprocess.TimeoutExpired):
                 cli.run("db", "stop", timeout=120)
-    return {"checkout": str(checkout), "history": vars(history), "relations": relations, "api": api}
+    return {
+        "checkout": str(checkout),
+        "history": vars(history),
+        "relations": relations,
+        "api": api,
+        "fetch_ids": fetches,
+    }
 
 
 def write_dump(dump: dict[str, Any], out: Path) -> None:
@@ -483,14 +526,19 @@ def normalised(dump: dict[str, Any]) -> dict[str, Any]:
     A dump keeps what the version wrote; only the comparison normalises.
     """
     labels = run_id_labels(dump["relations"])
+    fetches = dump.get("fetch_ids", {})
+
+    def stable(value: Any, wall_clock: frozenset[str]) -> Any:
+        return _masked(_fetches_relabelled(_relabelled(value, labels), fetches), wall_clock)
+
     relations = {}
     for name, relation in dump["relations"].items():
-        rows = _masked(_relabelled(relation["rows"], labels), WALL_CLOCK_COLUMNS.get(name, NONE))
+        rows = stable(relation["rows"], WALL_CLOCK_COLUMNS.get(name, NONE))
         relations[name] = {**relation, "rows": sorted(rows, key=_sort_key)}
     api = {}
     for path, answer in dump["api"].items():
-        keys = WALL_CLOCK_KEYS.get(path.split("?")[0], NONE)
-        api[path] = {**answer, "body": _masked(_relabelled(answer["body"], labels), keys)}
+        body = stable(answer["body"], WALL_CLOCK_KEYS.get(path.split("?")[0], NONE))
+        api[path] = {**answer, "body": body}
     return {**dump, "relations": relations, "api": api}
 
 

@@ -123,6 +123,21 @@ def test_a_row_pointing_at_another_snapshot_is_still_reported():
     assert compare.compare_dumps(_dump(), after) == 1
 
 
+def test_fetch_ids_compare_by_the_request_they_stand_for():
+    def dump(first, second):
+        wars = [{"war_id": "w1", "fetch_id": first}, {"war_id": "w2", "fetch_id": second}]
+        labels = {str(first): "<fetch /clans/%23C/warlog>", str(second): "<fetch /wars/1>"}
+        relation = {"kind": "r", "columns": ["war_id text", "fetch_id bigint"], "rows": wars}
+        return {"relations": {"marts.wars": relation}, "api": {}, "fetch_ids": labels}
+
+    # the same requests, landed in another order: equal
+    assert compare.compare_dumps(dump(7, 9), dump(12, 4)) == 0
+    # a war that now points at the other fetch: different
+    swapped = dump(12, 4)
+    swapped["fetch_ids"] = {"12": "<fetch /wars/1>", "4": "<fetch /clans/%23C/warlog>"}
+    assert compare.compare_dumps(dump(7, 9), swapped) == 1
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(2400)
 def test_marts_and_api_bodies_are_unchanged_since_before_the_restructure(tmp_path):
