@@ -16,7 +16,7 @@
     raid weekends: by end_at, those whose member list was fetched):
 
     - OVA: per attack by the member, (new stars - expected) / SD of the
-      attack's bucket at as_of (int_metric_star_baselines; global bucket
+      attack's bucket at as_of (int_star_baselines_accumulated; global bucket
       when the bucket has no data), weighted 0.75^(wars ago: 0 for the
       clan's latest war in the window), summed; n = attacks.
     - DVA: per attack on the member, (expected - new stars conceded) / SD,
@@ -33,7 +33,7 @@
       z(one-hit rate), each a robust z; n = capital attacks.
     - DON: clamp(z(given - received) + 0.5 z(min(ratio, p99 of the
       roster's ratios)), -2.5, 2.5) over the window's donations
-      (int_metric_member_windows; ratio = given / max(1, received));
+      (int_member_flows_windowed; ratio = given / max(1, received));
       n = donation observations in the window.
     - AVAIL = clamp(0.85 + 0.15 min(1, active days in the last 30 / 26),
       0.70, 1.05), the same for both windows.
@@ -134,7 +134,7 @@ read_bounds as (
 
 member_windows as (
 
-    select * from {{ ref('int_metric_member_windows') }}
+    select * from {{ ref('int_member_flows_windowed') }}
     where
         snapshot_id
         = any(array(select new_snapshots.snapshot_id from new_snapshots))
@@ -203,7 +203,7 @@ capital_raid_members as (
 
 star_baselines as (
 
-    select * from {{ ref('int_metric_star_baselines') }}
+    select * from {{ ref('int_star_baselines_accumulated') }}
 
 ),
 
