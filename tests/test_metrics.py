@@ -57,7 +57,15 @@ METRIC_MODELS = [
     "int_member_rush_computed",
     "int_member_flows_windowed",
     "int_star_baselines_accumulated",
-    "int_metric_ace",
+    "int_member_ace_windows_listed",
+    "int_member_ace_raids_counted",
+    "int_member_ace_ova_scored",
+    "int_member_ace_dva_scored",
+    "int_member_ace_par_scored",
+    "int_member_ace_cap_scored",
+    "int_member_ace_don_scored",
+    "int_member_ace_avail_scored",
+    "int_member_ace_combined",
     "metrics",
     "roster",
 ]
@@ -66,7 +74,7 @@ CHECKED_TABLES = {
     "intermediate.int_member_snapshots_diffed": "snapshot_id, player_tag",
     "intermediate.int_member_rush_computed": "snapshot_id, player_tag",
     "intermediate.int_member_flows_windowed": "snapshot_id, player_tag",
-    "intermediate.int_metric_ace": "snapshot_id, player_tag, metric_window",
+    "intermediate.int_member_ace_combined": "snapshot_id, player_tag, metric_window",
     "marts.metrics": "clan_tag, player_tag, metric_name, metric_window, as_of",
     "marts.roster": "clan_tag, player_tag",
 }
@@ -314,9 +322,17 @@ def test_builds_pass_with_unit_tests_and_singular_tests(scenario):
         "int_member_flows_windowed_windows_season_and_tenure",
         "int_member_flows_windowed_incremental_adds_only_new_snapshots",
         "int_star_baselines_accumulated_cumulative_buckets",
-        "int_metric_ace_components_by_hand",
-        "int_metric_ace_equal_clan_has_mad_zero",
-        "int_metric_ace_incremental_adds_only_new_snapshots",
+        "int_member_ace_windows_listed_donations_per_window",
+        "int_member_ace_raids_counted_raiders_and_members_who_did_not_raid",
+        "int_member_ace_ova_scored_by_hand",
+        "int_member_ace_dva_scored_by_hand",
+        "int_member_ace_par_scored_by_hand",
+        "int_member_ace_cap_scored_by_hand",
+        "int_member_ace_don_scored_by_hand",
+        "int_member_ace_avail_scored_by_hand",
+        "int_member_ace_combined_by_hand",
+        "int_member_ace_combined_equal_clan_has_mad_zero",
+        "int_member_ace_combined_incremental_adds_only_new_snapshots",
         "metrics_unpivots_donations_activity_and_tenure",
         "metrics_incremental_adds_only_new_snapshots",
         "roster_pivots_each_members_latest_metrics",
@@ -333,7 +349,7 @@ def test_the_incremental_batch_computes_only_the_new_snapshots(scenario, raw_run
     new_members = sum(len(run.roster) for run in raw_runs[FIRST_BATCH:])
     assert batch.node("int_member_snapshots_diffed").rows_affected == new_members
     assert batch.node("int_member_flows_windowed").rows_affected == new_members
-    assert batch.node("int_metric_ace").rows_affected == 2 * new_members
+    assert batch.node("int_member_ace_combined").rows_affected == 2 * new_members
     [row] = query(
         scenario.url,
         "select count(*) as n from marts.metrics where as_of > %s",
