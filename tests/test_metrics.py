@@ -34,13 +34,14 @@ import psycopg
 import pytest
 from psycopg.rows import dict_row
 
+from clash_pipeline import project
 from clash_pipeline.clash_api.ratelimit import RateLimiter
 from clash_pipeline.ingest.fetch import ApiTarget, fetch_clans
 from clash_pipeline.settings import load_settings
 from clash_pipeline.simulator import SimulatedClashApi, World
 from clash_pipeline.simulator import tables as sim_tables
 from clash_pipeline.simulator.codec import random_tag
-from clash_pipeline.transform.dbt import PROJECT_DIR, DbtResult, run_dbt
+from clash_pipeline.transform.dbt import DbtResult, run_dbt
 from clash_pipeline.warehouse.migrations import migrate
 from tests.plugins.sim_fixtures import SIM_SEED, SIM_TOKEN
 
@@ -283,7 +284,7 @@ def hero_rush(profile: dict, town_hall: int) -> Decimal:
 
 
 def lab_caps() -> dict[tuple[str, int], int]:
-    with (PROJECT_DIR / "seeds" / "unit_caps.csv").open(encoding="utf-8") as fp:
+    with (project.project_dir() / "seeds" / "unit_caps.csv").open(encoding="utf-8") as fp:
         return {
             (row["unit_name"], int(row["town_hall_level"])): int(row["max_level"])
             for row in csv.DictReader(fp)

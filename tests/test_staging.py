@@ -18,6 +18,7 @@ import pytest
 from psycopg.conninfo import make_conninfo
 from psycopg.rows import dict_row
 
+from clash_pipeline import project
 from clash_pipeline.errors import ClashPipelineError
 from clash_pipeline.transform import dbt as transform
 from clash_pipeline.transform.dbt import (
@@ -654,7 +655,7 @@ def test_profile_is_copied_into_home(tmp_path):
     profiles_dir = prepare_profiles(tmp_path)
     assert profiles_dir == tmp_path / "dbt"
     text = (profiles_dir / "profiles.yml").read_text()
-    assert text == (transform.PROJECT_DIR / "profiles.yml.example").read_text()
+    assert text == project.profile_template().read_text()
     assert "env_var('CLASH_DB_PASSWORD')" in text
 
 
