@@ -324,7 +324,7 @@ def test_builds_pass_with_unit_tests_and_singular_tests(scenario):
         "int_member_flows_windowed_incremental_adds_only_new_snapshots",
         "int_star_baselines_accumulated_cumulative_buckets",
         "int_member_ace_windows_listed_donations_per_window",
-        "int_member_ace_raids_counted_raiders_and_members_who_did_not_raid",
+        "int_member_ace_raids_counted_raiders_and_stint_members",
         "int_member_ace_ova_scored_by_hand",
         "int_member_ace_dva_scored_by_hand",
         "int_member_ace_par_scored_by_hand",

@@ -32,9 +32,24 @@
 
 with
 
+new_snapshots as (
+
+    select
+        roster_snapshots.snapshot_id,
+        roster_snapshots.clan_tag,
+        roster_snapshots.snapshot_at
+
+    from {{ ref('roster_snapshots') }} as roster_snapshots
+    {{ after_clan_watermark('roster_snapshots') }}
+
+),
+
 rosters as (
 
-    {{ ace_batch_rosters() }}
+    select * from {{ ref('int_member_ace_windows_listed') }}
+    where
+        snapshot_id
+        = any(array(select new_snapshots.snapshot_id from new_snapshots))
 
 ),
 
@@ -91,38 +106,64 @@ values_ready as (
 
 ),
 
-{%- for column in z_inputs %}
+loot_stats as materialized (
 
-{{ column }}_stats as materialized (
-
-    {{ ace_robust_stats('values_ready', column) }}
+    {{ ace_robust_stats('values_ready', 'cap_loot_per_attack') }}
 
 ),
-{%- endfor %}
+
+finisher_stats as materialized (
+
+    {{ ace_robust_stats('values_ready', 'cap_finisher_rate') }}
+
+),
+
+one_hit_stats as materialized (
+
+    {{ ace_robust_stats('values_ready', 'cap_one_hit_rate') }}
+
+),
 
 scored as (
 
     select
         values_ready.*,
-        {%- for column in z_inputs %}
-            {{ column }}_stats.{{ column }}_median,
-            {{ column }}_stats.{{ column }}_mad,
-            {{ metrics_robust_z(
-                'values_ready.' ~ column,
-                column ~ '_stats.' ~ column ~ '_median',
-                column ~ '_stats.' ~ column ~ '_mad'
-            ) }} as {{ column }}_z,
-        {%- endfor %}
+        loot_stats.cap_loot_per_attack_median,
+        loot_stats.cap_loot_per_attack_mad,
+        {{ metrics_robust_z(
+            'values_ready.cap_loot_per_attack',
+            'loot_stats.cap_loot_per_attack_median',
+            'loot_stats.cap_loot_per_attack_mad'
+        ) }} as cap_loot_per_attack_z,
+        finisher_stats.cap_finisher_rate_median,
+        finisher_stats.cap_finisher_rate_mad,
+        {{ metrics_robust_z(
+            'values_ready.cap_finisher_rate',
+            'finisher_stats.cap_finisher_rate_median',
+            'finisher_stats.cap_finisher_rate_mad'
+        ) }} as cap_finisher_rate_z,
+        one_hit_stats.cap_one_hit_rate_median,
+        one_hit_stats.cap_one_hit_rate_mad,
+        {{ metrics_robust_z(
+            'values_ready.cap_one_hit_rate',
+            'one_hit_stats.cap_one_hit_rate_median',
+            'one_hit_stats.cap_one_hit_rate_mad'
+        ) }} as cap_one_hit_rate_z,
         {{ metrics_shrink('values_ready.cap_n', 8) }} as cap_shrink
 
     from values_ready
-    {%- for column in z_inputs %}
-        left join {{ column }}_stats
-            on
-                values_ready.snapshot_id = {{ column }}_stats.snapshot_id
-                and values_ready.metric_window
-                = {{ column }}_stats.metric_window
-    {%- endfor %}
+    left join loot_stats
+        on
+            values_ready.snapshot_id = loot_stats.snapshot_id
+            and values_ready.metric_window = loot_stats.metric_window
+    left join finisher_stats
+        on
+            values_ready.snapshot_id = finisher_stats.snapshot_id
+            and values_ready.metric_window = finisher_stats.metric_window
+    left join one_hit_stats
+        on
+            values_ready.snapshot_id = one_hit_stats.snapshot_id
+            and values_ready.metric_window = one_hit_stats.metric_window
 
 ),
 

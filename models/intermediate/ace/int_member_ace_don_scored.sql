@@ -32,9 +32,24 @@
 
 with
 
+new_snapshots as (
+
+    select
+        roster_snapshots.snapshot_id,
+        roster_snapshots.clan_tag,
+        roster_snapshots.snapshot_at
+
+    from {{ ref('roster_snapshots') }} as roster_snapshots
+    {{ after_clan_watermark('roster_snapshots') }}
+
+),
+
 rosters as (
 
-    {{ ace_batch_rosters() }}
+    select * from {{ ref('int_member_ace_windows_listed') }}
+    where
+        snapshot_id
+        = any(array(select new_snapshots.snapshot_id from new_snapshots))
 
 ),
 
@@ -90,38 +105,47 @@ values_ready as (
 
 ),
 
-{%- for column in z_inputs %}
+balance_stats as materialized (
 
-{{ column }}_stats as materialized (
-
-    {{ ace_robust_stats('values_ready', column) }}
+    {{ ace_robust_stats('values_ready', 'don_balance') }}
 
 ),
-{%- endfor %}
+
+ratio_stats as materialized (
+
+    {{ ace_robust_stats('values_ready', 'don_ratio_capped') }}
+
+),
 
 scored as (
 
     select
         values_ready.*,
-        {%- for column in z_inputs %}
-            {{ column }}_stats.{{ column }}_median,
-            {{ column }}_stats.{{ column }}_mad,
-            {{ metrics_robust_z(
-                'values_ready.' ~ column,
-                column ~ '_stats.' ~ column ~ '_median',
-                column ~ '_stats.' ~ column ~ '_mad'
-            ) }} as {{ column }}_z,
-        {%- endfor %}
+        balance_stats.don_balance_median,
+        balance_stats.don_balance_mad,
+        {{ metrics_robust_z(
+            'values_ready.don_balance',
+            'balance_stats.don_balance_median',
+            'balance_stats.don_balance_mad'
+        ) }} as don_balance_z,
+        ratio_stats.don_ratio_capped_median,
+        ratio_stats.don_ratio_capped_mad,
+        {{ metrics_robust_z(
+            'values_ready.don_ratio_capped',
+            'ratio_stats.don_ratio_capped_median',
+            'ratio_stats.don_ratio_capped_mad'
+        ) }} as don_ratio_capped_z,
         {{ metrics_shrink('values_ready.don_n', 0) }} as don_shrink
 
     from values_ready
-    {%- for column in z_inputs %}
-        left join {{ column }}_stats
-            on
-                values_ready.snapshot_id = {{ column }}_stats.snapshot_id
-                and values_ready.metric_window
-                = {{ column }}_stats.metric_window
-    {%- endfor %}
+    left join balance_stats
+        on
+            values_ready.snapshot_id = balance_stats.snapshot_id
+            and values_ready.metric_window = balance_stats.metric_window
+    left join ratio_stats
+        on
+            values_ready.snapshot_id = ratio_stats.snapshot_id
+            and values_ready.metric_window = ratio_stats.metric_window
 
 ),
 

@@ -13,9 +13,10 @@
     into core.
 
     Incremental (delete+insert on snapshot_id, player_tag, metric_window):
-    the batch of ace_batch_rosters (snapshots newer than this model's
-    per-clan watermark); wars and their attacks are read for the batch's
-    windows only. Aggregates are `materialized` and the table analyzed
+    the clan snapshots newer than this model's per-clan watermark
+    (after_clan_watermark), whose members are read from
+    int_member_ace_windows_listed by snapshot id; wars and their attacks
+    are read for the batch's windows only. Aggregates are `materialized` and the table analyzed
     after a build that grew it by > 10 % (see int_member_snapshots_diffed).
 -#}
 
@@ -38,9 +39,24 @@
 
 with
 
+new_snapshots as (
+
+    select
+        roster_snapshots.snapshot_id,
+        roster_snapshots.clan_tag,
+        roster_snapshots.snapshot_at
+
+    from {{ ref('roster_snapshots') }} as roster_snapshots
+    {{ after_clan_watermark('roster_snapshots') }}
+
+),
+
 rosters as (
 
-    {{ ace_batch_rosters() }}
+    select * from {{ ref('int_member_ace_windows_listed') }}
+    where
+        snapshot_id
+        = any(array(select new_snapshots.snapshot_id from new_snapshots))
 
 ),
 

@@ -33,9 +33,24 @@
 
 with
 
+new_snapshots as (
+
+    select
+        roster_snapshots.snapshot_id,
+        roster_snapshots.clan_tag,
+        roster_snapshots.snapshot_at
+
+    from {{ ref('roster_snapshots') }} as roster_snapshots
+    {{ after_clan_watermark('roster_snapshots') }}
+
+),
+
 rosters as (
 
-    {{ ace_batch_rosters() }}
+    select * from {{ ref('int_member_ace_windows_listed') }}
+    where
+        snapshot_id
+        = any(array(select new_snapshots.snapshot_id from new_snapshots))
 
 ),
 

@@ -8,8 +8,11 @@
     roster has a row (0 without a weekend).
 
     Incremental (delete+insert on snapshot_id, player_tag, metric_window):
-    the batch of ace_batch_rosters; raid weekends are read for the batch's
-    windows through the marts' clan/time and raid season indexes.
+    the clan snapshots newer than this model's per-clan watermark
+    (after_clan_watermark), whose members are read from
+    int_member_ace_windows_listed by snapshot id; raid weekends are read
+    for the batch's windows through the marts' clan/time and raid season
+    indexes.
 -#}
 
 {{
@@ -31,9 +34,24 @@
 
 with
 
+new_snapshots as (
+
+    select
+        roster_snapshots.snapshot_id,
+        roster_snapshots.clan_tag,
+        roster_snapshots.snapshot_at
+
+    from {{ ref('roster_snapshots') }} as roster_snapshots
+    {{ after_clan_watermark('roster_snapshots') }}
+
+),
+
 rosters as (
 
-    {{ ace_batch_rosters() }}
+    select * from {{ ref('int_member_ace_windows_listed') }}
+    where
+        snapshot_id
+        = any(array(select new_snapshots.snapshot_id from new_snapshots))
 
 ),
 

@@ -7,8 +7,8 @@
 
     Incremental (delete+insert on snapshot_id, player_tag, metric_window):
     only the clan's snapshots newer than the latest stored one
-    (after_clan_watermark); the components read a batch from here by
-    snapshot id (ace_batch_rosters).
+    (after_clan_watermark); the components read their batch from here by
+    snapshot id.
 -#}
 
 {{
