@@ -7,8 +7,8 @@ this one run, side by side:
 * ``dbt run`` (models only) and ``dbt build`` (models + tests) for one new
   snapshot after 1 day of history, and again after ``--days`` days (default 90);
 * the derived metrics alone: the summed execution time of the metric models
-  (int_member_snapshot_deltas, int_metric_rush, int_metric_member_windows,
-  int_metric_star_baselines, int_metric_ace, metrics, roster) and of the
+  (int_member_snapshots_diffed, int_member_rush_computed, int_member_flows_windowed,
+  int_star_baselines_accumulated, int_member_ace_*, metrics, roster) and of the
   ``metrics`` model by itself, read from the per-node timings of the same
   ``dbt run`` for one new snapshot;
 * a full refresh (``dbt run --full-refresh``) at the end.
@@ -49,13 +49,21 @@ from clash_pipeline.warehouse.migrations import migrate  # noqa: E402
 STEP = timedelta(hours=6)
 VARS = {"staging_test_days": 3}
 # the models that compute the derived metrics (models/marts/metrics and their
-# int_metric* / int_member_snapshot_deltas inputs)
+# int_member_* / int_member_snapshots_diffed inputs)
 METRIC_MODELS = (
-    "int_member_snapshot_deltas",
-    "int_metric_rush",
-    "int_metric_member_windows",
-    "int_metric_star_baselines",
-    "int_metric_ace",
+    "int_member_snapshots_diffed",
+    "int_member_rush_computed",
+    "int_member_flows_windowed",
+    "int_star_baselines_accumulated",
+    "int_member_ace_windows_listed",
+    "int_member_ace_raids_counted",
+    "int_member_ace_ova_scored",
+    "int_member_ace_dva_scored",
+    "int_member_ace_par_scored",
+    "int_member_ace_cap_scored",
+    "int_member_ace_don_scored",
+    "int_member_ace_avail_scored",
+    "int_member_ace_combined",
     "metrics",
     "roster",
 )

@@ -52,7 +52,7 @@ LAST_STEP = timedelta(minutes=1)
 VARS = {"staging_test_days": 0}
 
 MEMBER_MARTS = [
-    "int_clan_snapshots",
+    "int_clan_snapshots_listed",
     "int_player_units_pivoted",
     "member_snapshot_stats",
     "roster_snapshots",

@@ -54,20 +54,36 @@ SEASON_END = datetime(2026, 10, 26, 5, tzinfo=UTC)  # the last Monday of October
 VARS = {"staging_test_days": 0}
 
 METRIC_MODELS = [
-    "int_member_snapshot_deltas",
-    "int_metric_rush",
-    "int_metric_member_windows",
-    "int_metric_star_baselines",
-    "int_metric_ace",
+    "int_member_snapshots_diffed",
+    "int_member_rush_computed",
+    "int_member_flows_windowed",
+    "int_star_baselines_accumulated",
+    "int_member_ace_windows_listed",
+    "int_member_ace_raids_counted",
+    "int_member_ace_ova_scored",
+    "int_member_ace_dva_scored",
+    "int_member_ace_par_scored",
+    "int_member_ace_cap_scored",
+    "int_member_ace_don_scored",
+    "int_member_ace_avail_scored",
+    "int_member_ace_combined",
     "metrics",
     "roster",
 ]
 # tables and the key that orders their checksum
 CHECKED_TABLES = {
-    "intermediate.int_member_snapshot_deltas": "snapshot_id, player_tag",
-    "intermediate.int_metric_rush": "snapshot_id, player_tag",
-    "intermediate.int_metric_member_windows": "snapshot_id, player_tag",
-    "intermediate.int_metric_ace": "snapshot_id, player_tag, metric_window",
+    "intermediate.int_member_snapshots_diffed": "snapshot_id, player_tag",
+    "intermediate.int_member_rush_computed": "snapshot_id, player_tag",
+    "intermediate.int_member_flows_windowed": "snapshot_id, player_tag",
+    "intermediate.int_member_ace_windows_listed": "snapshot_id, player_tag, metric_window",
+    "intermediate.int_member_ace_raids_counted": "snapshot_id, player_tag, metric_window",
+    "intermediate.int_member_ace_ova_scored": "snapshot_id, player_tag, metric_window",
+    "intermediate.int_member_ace_dva_scored": "snapshot_id, player_tag, metric_window",
+    "intermediate.int_member_ace_par_scored": "snapshot_id, player_tag, metric_window",
+    "intermediate.int_member_ace_cap_scored": "snapshot_id, player_tag, metric_window",
+    "intermediate.int_member_ace_don_scored": "snapshot_id, player_tag, metric_window",
+    "intermediate.int_member_ace_avail_scored": "snapshot_id, player_tag, metric_window",
+    "intermediate.int_member_ace_combined": "snapshot_id, player_tag, metric_window",
     "marts.metrics": "clan_tag, player_tag, metric_name, metric_window, as_of",
     "marts.roster": "clan_tag, player_tag",
 }
@@ -309,15 +325,23 @@ def test_builds_pass_with_unit_tests_and_singular_tests(scenario):
     assert [(n.name, n.status) for n in tests.nodes if n.status not in ("success", "pass")] == []
     unit_tests = {n.name for n in tests.nodes if n.resource_type == "unit_test"}
     assert {
-        "int_member_snapshot_deltas_season_reset_rejoin_and_activity",
-        "int_member_snapshot_deltas_incremental_pairs_with_stored_rows",
-        "int_metric_rush_town_hall_without_warden_and_lab_caps",
-        "int_metric_member_windows_windows_season_and_tenure",
-        "int_metric_member_windows_incremental_adds_only_new_snapshots",
-        "int_metric_star_baselines_cumulative_buckets",
-        "int_metric_ace_components_by_hand",
-        "int_metric_ace_equal_clan_has_mad_zero",
-        "int_metric_ace_incremental_adds_only_new_snapshots",
+        "int_member_snapshots_diffed_season_reset_rejoin_and_activity",
+        "int_member_snapshots_diffed_incremental_pairs_with_stored_rows",
+        "int_member_rush_computed_town_hall_without_warden_and_lab_caps",
+        "int_member_flows_windowed_windows_season_and_tenure",
+        "int_member_flows_windowed_incremental_adds_only_new_snapshots",
+        "int_star_baselines_accumulated_cumulative_buckets",
+        "int_member_ace_windows_listed_donations_per_window",
+        "int_member_ace_raids_counted_raiders_and_stint_members",
+        "int_member_ace_ova_scored_by_hand",
+        "int_member_ace_dva_scored_by_hand",
+        "int_member_ace_par_scored_by_hand",
+        "int_member_ace_cap_scored_by_hand",
+        "int_member_ace_don_scored_by_hand",
+        "int_member_ace_avail_scored_by_hand",
+        "int_member_ace_combined_by_hand",
+        "int_member_ace_combined_equal_clan_has_mad_zero",
+        "int_member_ace_combined_incremental_adds_only_new_snapshots",
         "metrics_unpivots_donations_activity_and_tenure",
         "metrics_incremental_adds_only_new_snapshots",
         "roster_pivots_each_members_latest_metrics",
@@ -332,9 +356,9 @@ def test_builds_pass_with_unit_tests_and_singular_tests(scenario):
 def test_the_incremental_batch_computes_only_the_new_snapshots(scenario, raw_runs):
     batch = scenario.builds["batch"]
     new_members = sum(len(run.roster) for run in raw_runs[FIRST_BATCH:])
-    assert batch.node("int_member_snapshot_deltas").rows_affected == new_members
-    assert batch.node("int_metric_member_windows").rows_affected == new_members
-    assert batch.node("int_metric_ace").rows_affected == 2 * new_members
+    assert batch.node("int_member_snapshots_diffed").rows_affected == new_members
+    assert batch.node("int_member_flows_windowed").rows_affected == new_members
+    assert batch.node("int_member_ace_combined").rows_affected == 2 * new_members
     [row] = query(
         scenario.url,
         "select count(*) as n from marts.metrics where as_of > %s",

@@ -43,7 +43,7 @@ with
 
 clan_snapshots as (
 
-    select * from {{ ref('int_clan_snapshots') }}
+    select * from {{ ref('int_clan_snapshots_listed') }}
 
 ),
 

@@ -34,7 +34,7 @@ with
 
 clan_snapshots as (
 
-    select * from {{ ref('int_clan_snapshots') }}
+    select * from {{ ref('int_clan_snapshots_listed') }}
 
 ),
 

@@ -25,41 +25,16 @@ with
 
 latest_fetches as (
 
-    select
-        latest.war_id,
-        latest.clan_tag,
-        latest.our_side,
-        latest.war_type,
-        latest.attacks_per_member,
-        latest.fetch_id,
-        latest.fetched_at
-
-    from {{ ref('int_war_fetches_deduplicated') }} as latest
-    {% if is_incremental() %}
-        where
-            latest.fetched_at >= (
-                select coalesce(max(stored.fetched_at), '-infinity'::timestamptz)
-                from {{ this }} as stored
-            ) - make_interval(hours => {{ var('wars_lookback_hours', 72) }})
-            and not exists (
-                select 1
-                from {{ this }} as stored
-                where
-                    stored.war_id = latest.war_id
-                    and stored.fetch_id = latest.fetch_id
-            )
-    {% endif %}
+    {{ war_latest_fetches([
+        'war_id', 'clan_tag', 'our_side', 'war_type', 'attacks_per_member',
+        'fetch_id', 'fetched_at',
+    ]) }}
 
 ),
 
 fetched_members as (
 
-    select * from {{ ref('stg_coc__war_members') }}
-    where
-        fetch_id in (select latest_fetches.fetch_id from latest_fetches)
-        and fetched_at >= (
-            select min(latest_fetches.fetched_at) from latest_fetches
-        )
+    {{ rows_of_fetches('stg_coc__war_members') }}
 
 ),
 

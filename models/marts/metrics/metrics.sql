@@ -6,9 +6,9 @@
     metric_catalogue seed (name, windows, unit, definition, inputs).
 
     The families come from the intermediate models, each incremental on the
-    same per-clan snapshot watermark: int_metric_rush (hero and lab rush),
-    int_metric_member_windows (donations, activity, tenure),
-    int_metric_ace (ACE and its components). Here they are unpivoted.
+    same per-clan snapshot watermark: int_member_rush_computed (hero and lab rush),
+    int_member_flows_windowed (donations, activity, tenure),
+    int_member_ace_combined (ACE and its components). Here they are unpivoted.
 
     Incremental (delete+insert on the 5-column key): a build adds the rows of
     the clan's snapshots newer than the latest as_of stored for the clan and
@@ -59,7 +59,7 @@ new_snapshots as (
 
 rush as (
 
-    select * from {{ ref('int_metric_rush') }}
+    select * from {{ ref('int_member_rush_computed') }}
     where
         snapshot_id
         = any(array(select new_snapshots.snapshot_id from new_snapshots))
@@ -68,7 +68,7 @@ rush as (
 
 member_windows as (
 
-    select * from {{ ref('int_metric_member_windows') }}
+    select * from {{ ref('int_member_flows_windowed') }}
     where
         snapshot_id
         = any(array(select new_snapshots.snapshot_id from new_snapshots))
@@ -77,7 +77,7 @@ member_windows as (
 
 ace as (
 
-    select * from {{ ref('int_metric_ace') }}
+    select * from {{ ref('int_member_ace_combined') }}
     where
         snapshot_id
         = any(array(select new_snapshots.snapshot_id from new_snapshots))

@@ -6,8 +6,9 @@
 
     A view: the monitor reads it while the run is still going (status
     'running', after transform), so it must show the run's checkpoints as
-    they are written. It reads ops only (no marts), so rebuilding or
-    restoring a mart never drops it.
+    they are written. It reads ops only, through the ephemeral staging
+    models stg_ops__ingest_runs and stg_ops__ingest_logs (no marts, no
+    views of dbt's), so rebuilding or restoring a mart never drops it.
 
     duration_ms is the work of the run: fetch + land + transform (every
     attempt), known before the run closes; run_duration_ms is the whole
@@ -20,14 +21,14 @@ with
 
 runs as (
 
-    select * from {{ source('ops', 'ingest_runs') }}
+    select * from {{ ref('stg_ops__ingest_runs') }}
     where kind = 'ingest' and status <> 'skipped'
 
 ),
 
 logs as (
 
-    select * from {{ source('ops', 'ingest_logs') }}
+    select * from {{ ref('stg_ops__ingest_logs') }}
 
 ),
 
@@ -43,13 +44,13 @@ phases as (
         max(requests) filter (
             where phase = 'fetch' and status = 'succeeded'
         ) as requests,
-        max((details ->> 'failed_requests')::int) filter (
+        max(details_failed_requests) filter (
             where phase = 'fetch' and status = 'succeeded'
         ) as failed_requests,
-        max((details ->> 'members')::int) filter (
+        max(details_members) filter (
             where phase = 'fetch' and status = 'succeeded'
         ) as roster_size,
-        max(coalesce((details ->> 'failed_players')::int, 0)) filter (
+        max(coalesce(details_failed_players, 0)) filter (
             where phase = 'fetch' and status = 'succeeded'
         ) as failed_player_fetches
 

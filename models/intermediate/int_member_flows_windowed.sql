@@ -6,7 +6,7 @@
     game_calendar seed); and tenure at as_of.
 
     - donations given / received: the sum of the reset-aware deltas of
-      int_member_snapshot_deltas observed at the member's snapshots in the
+      int_member_snapshots_diffed observed at the member's snapshots in the
       window (in this clan); observations count the deltas (snapshot pairs);
     - active days: the number of distinct days d (0 = the 24 hours up to
       as_of, 1 = the 24 hours before, ...) inside the window with an active
@@ -103,7 +103,7 @@ read_bounds as (
 snapshot_deltas as (
 
     select member_deltas.*
-    from {{ ref('int_member_snapshot_deltas') }} as member_deltas
+    from {{ ref('int_member_snapshots_diffed') }} as member_deltas
     inner join read_bounds
         on
             member_deltas.clan_tag = read_bounds.clan_tag

@@ -1,0 +1,56 @@
+{#-
+    One checkpoint row per phase (and per mart step of transform) and
+    attempt of a run (ops.ingest_logs), with the counters a successful
+    fetch leaves in `details` unnested.
+
+    Ephemeral for the reason stg_ops__ingest_runs gives.
+-#}
+
+{{ config(materialized='ephemeral') }}
+
+with
+
+source as (
+
+    select * from {{ source('ops', 'ingest_logs') }}
+
+),
+
+renamed as (
+
+    select
+        -- ids
+        log_id,
+        run_id,
+        clan_tag,
+
+        -- properties
+        phase,
+        step,
+        status,
+        attempt,
+        error,
+        details,
+
+        -- numbers
+        duration_ms,
+        rows_in,
+        rows_written,
+        rows_changed,
+        requests,
+        retries,
+        throttled,
+        db_time_ms,
+        (details ->> 'failed_requests')::int as details_failed_requests,
+        (details ->> 'members')::int as details_members,
+        (details ->> 'failed_players')::int as details_failed_players,
+
+        -- timestamps
+        started_at,
+        finished_at
+
+    from source
+
+)
+
+select * from renamed
