@@ -520,10 +520,13 @@ def run_id_labels(relations: dict[str, Any]) -> dict[str, str]:
     return labels
 
 
-def normalised(dump: dict[str, Any]) -> dict[str, Any]:
+def normalised(
+    dump: dict[str, Any], ignored: dict[str, frozenset[str]] | None = None
+) -> dict[str, Any]:
     """``dump`` with what differs between two runs of the same code replaced.
 
-    A dump keeps what the version wrote; only the comparison normalises.
+    A dump keeps what the version wrote; only the comparison normalises. ``ignored``
+    (relation -> columns, from ``--ignore``) masks columns a change altered on purpose.
     """
     labels = run_id_labels(dump["relations"])
     fetches = dump.get("fetch_ids", {})
@@ -533,7 +536,8 @@ def normalised(dump: dict[str, Any]) -> dict[str, Any]:
 
     relations = {}
     for name, relation in dump["relations"].items():
-        rows = stable(relation["rows"], WALL_CLOCK_COLUMNS.get(name, NONE))
+        masked = WALL_CLOCK_COLUMNS.get(name, NONE) | (ignored or {}).get(name, NONE)
+        rows = stable(relation["rows"], masked)
         relations[name] = {**relation, "rows": sorted(rows, key=_sort_key)}
     api = {}
     for path, answer in dump["api"].items():
@@ -542,10 +546,18 @@ def normalised(dump: dict[str, Any]) -> dict[str, Any]:
     return {**dump, "relations": relations, "api": api}
 
 
-def compare_dumps(before: dict[str, Any], after: dict[str, Any], *, normalise: bool = True) -> int:
+def compare_dumps(
+    before: dict[str, Any],
+    after: dict[str, Any],
+    *,
+    normalise: bool = True,
+    ignored: dict[str, frozenset[str]] | None = None,
+) -> int:
     """Print the comparison per relation and per endpoint; the number of differences."""
     if normalise:
-        before, after = normalised(before), normalised(after)
+        before, after = normalised(before, ignored), normalised(after, ignored)
+    for relation, columns in sorted((ignored or {}).items()):
+        print(f"ignored on purpose: {relation}.{', '.join(sorted(columns))}")
     differences = _report("relation", before["relations"], after["relations"], diff_relation)
     differences += _report("endpoint", before["api"], after["api"], diff_endpoint)
     total = len(before["relations"]) + len(before["api"])
@@ -585,7 +597,23 @@ def checkout_of(spec: str, folder: Path, name: str) -> Iterator[Path]:
             _git("worktree", "remove", "--force", str(path))
 
 
-def compare_revisions(before: str, after: str, keep: Path | None) -> int:
+def ignored_columns(specs: Sequence[str]) -> dict[str, frozenset[str]]:
+    """``["reference.metric_catalogue.inputs", ...]`` -> relation -> columns."""
+    ignored: dict[str, set[str]] = {}
+    for spec in specs:
+        relation, _, column = spec.rpartition(".")
+        if "." not in relation or not column:
+            raise SystemExit(f"error: --ignore {spec!r} is not SCHEMA.RELATION.COLUMN")
+        ignored.setdefault(relation, set()).add(column)
+    return {relation: frozenset(columns) for relation, columns in ignored.items()}
+
+
+def compare_revisions(
+    before: str,
+    after: str,
+    keep: Path | None,
+    ignored: dict[str, frozenset[str]] | None = None,
+) -> int:
     """Dump both versions and compare them: 0 when every output is the same, else 1."""
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="clash-equiv-trees-") as tmp:
@@ -598,7 +626,7 @@ def compare_revisions(before: str, after: str, keep: Path | None) -> int:
                 keep.mkdir(parents=True, exist_ok=True)
                 write_dump(dumps[-1], keep / f"{name}.json")
     print(f"before: {before}  after: {after}  ({time.monotonic() - started:.0f} s)")
-    return 1 if compare_dumps(dumps[0], dumps[1]) else 0
+    return 1 if compare_dumps(dumps[0], dumps[1], ignored=ignored) else 0
 
 
 def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -617,6 +645,13 @@ def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
         help="--diff: do not normalise (finds what varies)",
     )
     parser.add_argument("--keep", type=Path, help="--before: keep both dumps in this folder")
+    parser.add_argument(
+        "--ignore",
+        action="append",
+        default=[],
+        metavar="SCHEMA.RELATION.COLUMN",
+        help="a column the change altered on purpose: masked on both sides (repeatable)",
+    )
     return parser.parse_args(argv)
 
 
@@ -626,7 +661,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _raise_interrupted)
     if args.diff:
         before, after = (json.loads(p.read_text(encoding="utf-8")) for p in args.diff)
-        return 1 if compare_dumps(before, after, normalise=not args.raw) else 0
+        ignored = ignored_columns(args.ignore)
+        return 1 if compare_dumps(before, after, normalise=not args.raw, ignored=ignored) else 0
     if args.dump:
         if not args.out:
             raise SystemExit("error: --dump needs --out FILE")
@@ -634,7 +670,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if shutil.which("git") is None or shutil.which("uv") is None:
         raise SystemExit("error: --before needs git and uv on PATH")
-    return compare_revisions(args.before, args.after, args.keep)
+    return compare_revisions(args.before, args.after, args.keep, ignored_columns(args.ignore))
 
 
 if __name__ == "__main__":
