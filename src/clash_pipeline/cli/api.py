@@ -31,6 +31,7 @@ def api(
     import uvicorn
 
     from clash_pipeline.serving.app import create_app
+    from clash_pipeline.serving.protocol import uvicorn_options
     from clash_pipeline.warehouse.connect import resolve_database_url
 
     if not 0 < port < 65536:
@@ -55,6 +56,7 @@ def api(
         port=port,
         log_level="warning",
         access_log=False,
+        **uvicorn_options(),
     )
 
 

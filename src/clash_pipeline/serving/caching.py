@@ -14,7 +14,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import Any, NamedTuple
-from urllib.parse import parse_qs
+from urllib.parse import parse_qsl
 
 import psycopg
 from fastapi import Request
@@ -131,13 +131,19 @@ def latest_roster_version(
 
 
 def _conditional_roster_request(scope: Scope) -> tuple[str, str] | None:
-    """(clan tag, If-None-Match) of a revalidation of one valid clan's roster, else None."""
+    """(clan tag, If-None-Match) of a revalidation of one valid clan's roster, else None.
+
+    Only a query of exactly one ``clan``: anything else (an unknown or repeated
+    parameter) goes to the app, which refuses it.
+    """
     condition = next((value for name, value in scope["headers"] if name == b"if-none-match"), None)
-    clans = parse_qs(scope.get("query_string", b"").decode("latin-1")).get("clan")
-    if condition is None or not clans or len(clans) != 1 or len(clans[0]) > 40:
+    if condition is None:
+        return None
+    query = parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
+    if len(query) != 1 or query[0][0] != "clan" or len(query[0][1]) > 40:
         return None
     try:
-        tag = normalize_tag(clans[0], kind="clan tag")
+        tag = normalize_tag(query[0][1], kind="clan tag")
     except InvalidTagError:
         return None
     return tag, condition.decode("latin-1")

@@ -4,7 +4,10 @@ The code is stable (clients branch on it), the message says what to do, and
 nothing is kept (``Cache-Control: no-store``). FastAPI's own errors (a bad
 parameter, an unknown path, a POST) and the database's are answered the same
 way, by the handlers :func:`install_error_handlers` registers; an unexpected
-exception becomes a 500 without a stack trace in the body.
+exception becomes a 500 without a stack trace in the body. What the server
+refuses before the app sees it (a request it cannot parse, too long a request
+target, too many headers) gets the same body from
+:mod:`clash_pipeline.serving.protocol`.
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from clash_pipeline.serving.headers import API_HEADERS
 
 
 class ApiError(Exception):
@@ -26,11 +31,13 @@ class ApiError(Exception):
         self.message = message
 
 
-def error_response(status: int, code: str, message: str) -> JSONResponse:
+def error_response(
+    status: int, code: str, message: str, headers: dict[str, str] | None = None
+) -> JSONResponse:
     return JSONResponse(
         {"error": {"code": code, "message": message}},
         status_code=status,
-        headers={"Cache-Control": "no-store"},
+        headers={"Cache-Control": "no-store", **dict(API_HEADERS), **(headers or {})},
     )
 
 
@@ -60,7 +67,12 @@ async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResp
     if exc.status_code == 404:
         return error_response(404, "not_found", f"no such path {request.url.path}; see /api/docs")
     if exc.status_code == 405:
-        return error_response(405, "method_not_allowed", "this API is read-only: use GET")
+        return error_response(
+            405,
+            "method_not_allowed",
+            "this API is read-only: use GET (or HEAD)",
+            headers={"Allow": "GET, HEAD"},
+        )
     return error_response(exc.status_code, "http_error", str(exc.detail))
 
 

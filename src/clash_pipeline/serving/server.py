@@ -1,4 +1,8 @@
-"""Run the API app with uvicorn in a background thread (tests, benchmark, notebooks)."""
+"""Run the API app with uvicorn in a background thread (tests, benchmark, notebooks).
+
+It is served as ``clash-pipeline api`` serves it: with the protocol of
+:mod:`clash_pipeline.serving.protocol` (limits, JSON errors) unless ``http=`` says otherwise.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,8 @@ from typing import Any
 
 import uvicorn
 from starlette.types import ASGIApp
+
+from clash_pipeline.serving.protocol import uvicorn_options
 
 
 class BackgroundServer:
@@ -22,6 +28,7 @@ class BackgroundServer:
         self.host, self.port = host, port
         config.setdefault("log_level", "warning")
         config.setdefault("access_log", False)
+        config = {**uvicorn_options(), **config}
         self._server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, **config))
         self._thread = threading.Thread(target=self._server.run, name="api-server", daemon=True)
 
