@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import re
 import socket
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -23,7 +24,12 @@ import pytest
 from psycopg import sql
 
 from clash_pipeline.serving.app import create_app
-from clash_pipeline.serving.protocol import MAX_HEADER_BYTES, MAX_HEADERS, MAX_REQUEST_TARGET
+from clash_pipeline.serving.protocol import (
+    MAX_HEADER_BYTES,
+    MAX_HEADERS,
+    MAX_REQUEST_TARGET,
+    JsonErrorHttpProtocol,
+)
 from clash_pipeline.serving.server import BackgroundServer
 from tests import test_dashboard_browser as dashboard_browser
 from tests.plugins.prefect_fixtures import PIPELINE_CLAN
@@ -34,8 +40,8 @@ CLAN = PIPELINE_CLAN.removeprefix("#")
 
 
 @pytest.fixture(scope="module")
-def server(pg_server: Any, built_warehouse: Any) -> Iterator[BackgroundServer]:
-    """One server on a copy of the built warehouse for the module (every test only reads)."""
+def edges_db(pg_server: Any, built_warehouse: Any) -> Iterator[str]:
+    """A copy of the built warehouse for the module (every test only reads)."""
     name = f"t_api_edges_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(pg_server.url, autocommit=True) as conn:
         conn.execute(
@@ -44,10 +50,15 @@ def server(pg_server: Any, built_warehouse: Any) -> Iterator[BackgroundServer]:
             )
         )
     try:
-        with BackgroundServer(create_app(pg_server.database_url(name), pool_size=2)) as running:
-            yield running
+        yield pg_server.database_url(name)
     finally:
         pg_server.drop_database(name)
+
+
+@pytest.fixture(scope="module")
+def server(edges_db: str) -> Iterator[BackgroundServer]:
+    with BackgroundServer(create_app(edges_db, pool_size=2)) as running:
+        yield running
 
 
 @pytest.fixture(scope="module")
@@ -167,6 +178,33 @@ def test_over_large_headers_are_a_json_431_even_when_never_finished(server):
     refused = raw_request(server, *endless)
     assert refused.status == 431
     assert refused.error()["code"] == "headers_too_large"
+
+
+class QuickHeadTimeout(JsonErrorHttpProtocol):
+    head_timeout = 0.5
+
+
+def test_slow_head_is_a_json_408_and_a_silent_connection_is_closed(edges_db):
+    with BackgroundServer(create_app(edges_db, pool_size=1), http=QuickHeadTimeout) as quick:
+        with socket.create_connection((quick.host, quick.port), timeout=10) as conn:
+            started = time.monotonic()
+            conn.sendall(b"GET /api/v2/clans HTTP/1.1\r\nHost: t\r\n")  # and no end
+            received = b""
+            while data := conn.recv(65536):
+                received += data
+            assert 0.4 < time.monotonic() - started < 5
+        slow = RawResponse(received)
+        assert slow.status == 408
+        assert slow.error()["code"] == "request_timeout"
+        with socket.create_connection((quick.host, quick.port), timeout=10) as conn:
+            assert conn.recv(65536) == b""  # closed, nothing said
+        # a request within the time is answered, and the connection kept alive after it
+        with socket.create_connection((quick.host, quick.port), timeout=10) as conn:
+            conn.sendall(get_head("/api/v2/clans"))
+            assert conn.recv(65536).startswith(b"HTTP/1.1 200 ")
+            time.sleep(0.8)  # longer than the head timeout: it does not run between requests
+            conn.sendall(get_head("/api/v2/clans"))
+            assert conn.recv(65536).startswith(b"HTTP/1.1 200 ")
 
 
 @pytest.mark.parametrize(

@@ -13,6 +13,10 @@ protocol with:
   so an endless header never fills the memory;
 * every request it cannot parse (bad method, bad request line, bad header,
   a request target that is not ASCII) answered ``400 invalid_http_request``;
+* a head that is not complete :data:`HEAD_TIMEOUT_SECONDS` after the
+  connection opened or its first byte arrived answered ``408 request_timeout``
+  (a connection that sent nothing is closed without an answer), so a slow
+  client cannot hold a connection open forever;
 
 each as the API's JSON error body (:mod:`clash_pipeline.serving.errors`) with
 the security headers, then the connection is closed. :func:`uvicorn_options`
@@ -22,6 +26,7 @@ pass to uvicorn.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -31,6 +36,7 @@ from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 from clash_pipeline.serving.headers import API_HEADERS
 
 __all__ = [
+    "HEAD_TIMEOUT_SECONDS",
     "MAX_HEADERS",
     "MAX_HEADER_BYTES",
     "MAX_HEAD_BYTES",
@@ -48,6 +54,8 @@ MAX_HEADERS = 100
 #: Bytes read while a request's head is incomplete (the request line, the
 #: headers and their separators): the bound on what one head may buffer.
 MAX_HEAD_BYTES = MAX_REQUEST_TARGET + MAX_HEADER_BYTES + 8 * 1024
+#: Seconds a request's head may take to arrive.
+HEAD_TIMEOUT_SECONDS = 10.0
 
 
 class RequestRefused(Exception):
@@ -112,7 +120,9 @@ def error_bytes(refused: RequestRefused, default_headers: list[tuple[bytes, byte
 
 
 class JsonErrorHttpProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol with head limits and JSON error bodies."""
+    """uvicorn's httptools protocol with head limits, a head timeout and JSON error bodies."""
+
+    head_timeout = HEAD_TIMEOUT_SECONDS
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -120,10 +130,46 @@ class JsonErrorHttpProtocol(HttpToolsProtocol):
         self._head_bytes = 0
         self._header_count = 0
         self._header_bytes = 0
+        self._head_timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm_head_timer()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_head_timer()
+        super().connection_lost(exc)
+
+    def _arm_head_timer(self) -> None:
+        if self._head_timer is None:
+            self._head_timer = self.loop.call_later(self.head_timeout, self._head_timed_out)
+
+    def _cancel_head_timer(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _head_timed_out(self) -> None:
+        self._head_timer = None
+        if self.transport.is_closing() or not self._in_head:
+            return
+        if self.cycle is not None and not self.cycle.response_complete:
+            self._arm_head_timer()  # a pipelined head waits for the response before it
+        elif self._head_bytes:
+            self.refuse(
+                RequestRefused(
+                    408,
+                    "request_timeout",
+                    f"the request's headers took over {self.head_timeout:g} s; send them at once",
+                )
+            )
+        else:
+            self.transport.close()  # nothing was asked: nothing to answer
 
     def data_received(self, data: bytes) -> None:
         if self._in_head:
             self._head_bytes += len(data)
+            self._arm_head_timer()
         self._unset_keepalive_if_required()
         try:
             self.parser.feed_data(data)
@@ -170,6 +216,7 @@ class JsonErrorHttpProtocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self._in_head = False
+        self._cancel_head_timer()
         super().on_headers_complete()
 
     def on_message_complete(self) -> None:
