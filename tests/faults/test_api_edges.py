@@ -418,7 +418,24 @@ def test_dashboard_and_swagger_ui_work_in_chromium_under_their_csp(server, http,
     assert browser.evaluate("document.querySelector('.title').textContent").startswith(
         "clash-pipeline roster API"
     )
+    # open GET /api/v2/clans, "Try it out", "Execute": the answer is shown
+    block = "document.querySelector('[data-path=\"/api/v2/clans\"]').closest('.opblock')"
+    browser.evaluate(f"{block}.querySelector('.opblock-summary-control').click()")
+    browser.wait_for(f"{block}.querySelector('.try-out__btn') !== null")
+    browser.evaluate(f"{block}.querySelector('.try-out__btn').click()")
+    browser.wait_for(f"{block}.querySelector('.execute') !== null")
+    browser.evaluate(f"{block}.querySelector('.execute').click()")
+    status = (
+        f"{block}.querySelector('.live-responses-table tbody .response-col_status')?.textContent"
+    )
+    assert browser.wait_for(status).strip() == "200"
     assert browser.evaluate("window.__csp") == []
     loaded = browser.evaluate(RESOURCES)
     assert f"{server.base_url}/api/openapi.json" in loaded
+    assert f"{server.base_url}/api/v2/clans" in loaded
     assert [url for url in loaded if not url.startswith(server.base_url + "/")] == []
+    # the watcher sees a violation when there is one: an inline style is refused
+    browser.evaluate(
+        "document.head.append(Object.assign(document.createElement('style'), {textContent: 'p{}'}))"
+    )
+    assert browser.wait_for("window.__csp.length && window.__csp") == ["style-src-elem inline"]
