@@ -245,6 +245,19 @@ def test_malformed_percent_encoding_is_a_json_error(http):
     assert bad_name.json()["error"]["code"] == "unknown_parameter"
 
 
+def test_websocket_upgrade_is_answered_as_a_plain_get(server):
+    upgrade = (
+        "Connection: Upgrade, close\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\n"
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+    )
+    answer = raw_request(server, get_head("/api/v2/clans", upgrade))
+    assert answer.status == 200
+    assert "clans" in json.loads(answer.body)
+    missing = raw_request(server, get_head("/api/v2/socket", upgrade))
+    assert missing.status == 404
+    assert missing.error()["code"] == "not_found"
+
+
 # ---------------------------------------------------------------- query parameters
 
 

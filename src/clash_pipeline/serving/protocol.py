@@ -226,5 +226,9 @@ class JsonErrorHttpProtocol(HttpToolsProtocol):
 
 
 def uvicorn_options() -> dict[str, Any]:
-    """The options every uvicorn serving the API gets (``uvicorn.Config(app, **options)``)."""
-    return {"http": JsonErrorHttpProtocol}
+    """The options every uvicorn serving the API gets (``uvicorn.Config(app, **options)``).
+
+    No WebSocket protocol: the API has none, so an upgrade request is answered
+    as the plain request it also is.
+    """
+    return {"http": JsonErrorHttpProtocol, "ws": "none"}
