@@ -69,3 +69,6 @@ exception when insufficient_privilege then
         'to clash_transform', sqlerrm;
 end
 $handover$;
+
+-- Restore points belong to the transform job alone.
+revoke insert, update, delete on ops.transform_builds, ops.transform_undo from clash_ingest;
