@@ -27,6 +27,9 @@ alter default privileges in schema ops grant select on tables to clash_readonly;
 
 do $membership$
 begin
+    if pg_has_role('clash_ingest', 'clash_readonly', 'member') then
+        return;  -- the embedded database's bootstrap did it
+    end if;
     grant clash_readonly to clash_ingest;
 exception when insufficient_privilege then
     raise warning 'least privilege: cannot grant clash_readonly to clash_ingest (%); '
@@ -46,7 +49,7 @@ begin
     for item in
         select nspname from pg_namespace
         where nspowner = to_regrole(current_user)
-          and nspname in ('staging', 'intermediate', 'reference', 'snapshots')
+          and nspname in ('staging', 'intermediate', 'snapshots')
     loop
         execute format('alter schema %I owner to clash_transform', item.nspname);
     end loop;
@@ -72,3 +75,22 @@ $handover$;
 
 -- Restore points belong to the transform job alone.
 revoke insert, update, delete on ops.transform_builds, ops.transform_undo from clash_ingest;
+
+-- dbt's seeds (reference data: unit caps, leagues, the game calendar) are read by
+-- the readers too (the monitor checks town hall levels against them).
+create schema if not exists reference;
+
+do $reference$
+begin
+    grant usage, create on schema reference to clash_transform;
+    grant usage on schema reference to clash_readonly;
+    grant select on all tables in schema reference to clash_readonly;
+    alter default privileges for role clash_transform in schema reference
+        grant select on tables to clash_readonly;
+exception when insufficient_privilege then
+    raise warning 'least privilege: cannot grant the readers schema reference (%); run as a '
+        'superuser: grant usage on schema reference to clash_readonly; alter default '
+        'privileges for role clash_transform in schema reference grant select on tables '
+        'to clash_readonly', sqlerrm;
+end
+$reference$;

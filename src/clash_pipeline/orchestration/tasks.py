@@ -82,13 +82,13 @@ async def land(ctx: RunContext, run: ClanRun, bundle: ClanBundle) -> LandResult:
 )
 def transform(ctx: RunContext, runs: list[ClanRun]) -> BuildOutcome:
     """dbt once for the batch, inside a restore point (rolled back if it fails)."""
-    return transform_phase.transform(ctx.as_transform(), runs, attempt=_attempt())
+    return transform_phase.transform(ctx, runs, attempt=_attempt())
 
 
 @task(name="defer transform", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[1, 5])
 async def defer_transform(ctx: RunContext, runs: list[ClanRun]) -> None:
     """No dbt in this run: a later run builds the marts for these snapshots too."""
-    await asyncio.to_thread(transform_phase.defer_transform, ctx.as_transform(), runs)
+    await asyncio.to_thread(transform_phase.defer_transform, ctx, runs)
 
 
 @task(
@@ -105,13 +105,13 @@ async def monitor(ctx: RunContext, runs: list[ClanRun]) -> dict[str, dict[str, A
 @task(name="publish", cache_policy=NO_CACHE, retries=3, retry_delay_seconds=[1, 5, 15])
 async def publish(ctx: RunContext, build: BuildOutcome) -> None:
     """Keep what the build wrote (drop its restore point)."""
-    await asyncio.to_thread(transform_phase.publish, ctx.as_transform(), build)
+    await asyncio.to_thread(transform_phase.publish, ctx, build)
 
 
 @task(name="roll back", cache_policy=NO_CACHE, retries=3, retry_delay_seconds=[1, 5, 15])
 async def roll_back(ctx: RunContext, build: BuildOutcome, error: dict[str, Any]) -> None:
     """Put every mart back as it was before the run."""
-    await asyncio.to_thread(transform_phase.roll_back, ctx.as_transform(), build, error)
+    await asyncio.to_thread(transform_phase.roll_back, ctx, build, error)
 
 
 @task(name="close runs", cache_policy=NO_CACHE, retries=3, retry_delay_seconds=[1, 5, 15])

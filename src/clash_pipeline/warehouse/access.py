@@ -54,7 +54,7 @@ JOB_DESCRIPTIONS: dict[str, str] = {
 # Schemas the migrations create (owned by the owner); every other schema of the
 # database is dbt's (staging, intermediate, marts' tables, reference, ...).
 _OWNER_SCHEMAS = ("raw", "ops", "public")
-_OWNER_SCHEMA_OBJECTS_ONLY = ("ops_restore", "marts")  # the schema, not its tables
+_OWNER_SCHEMA_OBJECTS_ONLY = ("ops_restore", "marts", "reference")  # the schema, not its tables
 
 _warned: set[str] = set()
 _warned_lock = threading.Lock()
