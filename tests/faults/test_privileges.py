@@ -420,5 +420,11 @@ def test_a_simulated_run_uses_the_least_privilege_logins(
             ).fetchall()
         )
         members = conn.execute("select count(*) from marts.members").fetchone()
+        # the monitor (as clash_ingest) ran its checks: marts and reference readable
+        monitor = conn.execute(
+            "select status, details ? 'anomaly_error', details ? 'anomalies'"
+            " from ops.ingest_logs where phase = 'monitor' order by started_at desc limit 1"
+        ).fetchone()
     assert owners == {"members": TRANSFORM, "roster": TRANSFORM}
     assert members is not None and members[0] > 0
+    assert monitor == ("succeeded", False, True)
