@@ -608,7 +608,11 @@ def test_build_prints_nodes_and_exits_1_naming_the_failures(monkeypatch, tmp_pat
         return DbtResult(args=list(args), success=False, nodes=nodes, error_summary="failed")
 
     monkeypatch.setattr(transform, "run_dbt", fake_run_dbt)
-    monkeypatch.setattr(cli.common, "prepare_database", lambda settings: migrated_db_url)
+    from clash_pipeline.warehouse.access import access_from_url
+
+    monkeypatch.setattr(
+        cli.common, "prepare_access", lambda settings: access_from_url(migrated_db_url)
+    )
     monkeypatch.setenv("CLASH_PIPELINE_HOME", str(tmp_path / "home"))
     runner = CliRunner()
     result = runner.invoke(cli.app, ["build", "--full-refresh", "--select", "marts"])

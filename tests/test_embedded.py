@@ -126,7 +126,10 @@ def test_status_of_a_running_server(embedded):
 
 
 def test_resolve_database_url(embedded):
-    url = embedded.start()
+    embedded.start()
+    # the owner's login, not the bootstrap superuser's
+    url = embedded.login_urls()["owner"]
+    assert url.startswith("postgresql://clash_owner:")
     assert resolve_database_url(load_settings(clash_pipeline_home=embedded.home)) == url
     assert (
         resolve_database_url(load_settings(clash_pipeline_home=embedded.home), start=False) == url

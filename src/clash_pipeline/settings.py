@@ -30,6 +30,9 @@ _ENV_NAMES = {
     "coc_timeout_seconds": "COC_TIMEOUT_SECONDS",
     "coc_max_retries": "COC_MAX_RETRIES",
     "database_url": "DATABASE_URL",
+    "ingest_database_url": "INGEST_DATABASE_URL",
+    "transform_database_url": "TRANSFORM_DATABASE_URL",
+    "api_database_url": "API_DATABASE_URL",
     "clash_pipeline_home": "CLASH_PIPELINE_HOME",
     "clash_gx_dir": "CLASH_GX_DIR",
     "clash_monitor_roster_drop_share": "CLASH_MONITOR_ROSTER_DROP_SHARE",
@@ -69,6 +72,17 @@ class Settings(BaseSettings):
     coc_max_retries: int = Field(default=4, ge=0, le=20)
     database_url: str | None = Field(
         default=None, description="PostgreSQL URL; unset means the embedded PostgreSQL."
+    )
+    # Least privilege with DATABASE_URL (README "Least privilege"): the jobs' own logins;
+    # unset, the job switches to its role from DATABASE_URL's user.
+    ingest_database_url: str | None = Field(
+        default=None, description="Login of the ingest job (fetch, land, monitor)."
+    )
+    transform_database_url: str | None = Field(
+        default=None, description="Login of the transform job (dbt)."
+    )
+    api_database_url: str | None = Field(
+        default=None, description="Read-only login of the API and dashboard."
     )
     clash_pipeline_home: Path = Field(
         default=Path(".clash-pipeline"), description="Local state: embedded database, logs."
@@ -131,7 +145,13 @@ class Settings(BaseSettings):
             return tags
         raise ValueError("must be comma-separated clan tags such as #2PR8R8V8P,#9QL0C0YR")
 
-    @field_validator("database_url", mode="before")
+    @field_validator(
+        "database_url",
+        "ingest_database_url",
+        "transform_database_url",
+        "api_database_url",
+        mode="before",
+    )
     @classmethod
     def _check_database_url(cls, value: object) -> object:
         if value is None or (isinstance(value, str) and not value.strip()):

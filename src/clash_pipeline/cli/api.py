@@ -32,14 +32,22 @@ def api(
 
     from clash_pipeline.serving.app import create_app
     from clash_pipeline.serving.protocol import uvicorn_options
-    from clash_pipeline.warehouse.connect import resolve_database_url
+    from clash_pipeline.warehouse.access import resolve_access
 
     if not 0 < port < 65536:
         raise ConfigError(f"invalid --port {port}", hint="pick a port between 1 and 65535")
     if stale_hours <= 0:
         raise ConfigError("--stale-hours must be positive", hint="e.g. --stale-hours 25")
     settings = load_settings()
-    url = resolve_database_url(settings)
+    access = resolve_access(settings)
+    if not access.readonly_is_login:
+        err.print(
+            "[yellow]warning:[/yellow] API_DATABASE_URL is not set: the API connects as "
+            "DATABASE_URL's user and switches to clash_readonly, which a bug could undo "
+            "(RESET ROLE); set API_DATABASE_URL to a read-only login (README 'Least privilege')",
+            highlight=False,
+        )
+    url = access.readonly
     _probe(url)
     address = f"http://{host}:{port}"
     err.print(f"API:       {address}/api/v2/clans", soft_wrap=True)

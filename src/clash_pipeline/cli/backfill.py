@@ -47,9 +47,9 @@ def backfill(
     settings = load_settings()
     when = common.parse_time(fetched_at) if fetched_at else None
     plan = plan_backfill(path, fetched_at=when, manifest=manifest)
-    url = common.prepare_database(settings)
+    access = common.prepare_access(settings)
     with out.status("loading files into raw"):
-        result = load_plan(url, plan, quarantine_root=settings.home / "quarantine")
+        result = load_plan(access.ingest, plan, quarantine_root=settings.home / "quarantine")
     for warning in result.warnings:
         err.print(f"[yellow]warning[/yellow] {warning}", highlight=False)
     build_failed = False
@@ -57,7 +57,7 @@ def backfill(
         # Backfilled runs may be older than what the incremental marts hold, which
         # their watermarks would skip: rebuild from raw when anything was loaded.
         build_failed = not run_build(
-            url,
+            access.transform,
             settings.home,
             full_refresh=result.runs_created > 0,
             vars={"staging_test_days": 0},

@@ -33,7 +33,7 @@ def build(
 ) -> None:
     """Run dbt build (models, seeds, snapshots, tests) against the configured database."""
     settings = load_settings()
-    url = common.prepare_database(settings)
+    url = common.prepare_access(settings).transform
     if not run_build(url, settings.home, full_refresh=full_refresh, select=select):
         raise typer.Exit(1)
 

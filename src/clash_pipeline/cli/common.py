@@ -21,8 +21,16 @@ if TYPE_CHECKING:
 
     from clash_pipeline.orchestration.model import IngestReport
     from clash_pipeline.orchestration.options import ApiSpec, PipelineOptions
+    from clash_pipeline.warehouse.access import DatabaseAccess
 
-__all__ = ["clan_tags", "parse_time", "prepare_database", "run_ingest_flow", "use_prefect"]
+__all__ = [
+    "clan_tags",
+    "parse_time",
+    "prepare_access",
+    "prepare_database",
+    "run_ingest_flow",
+    "use_prefect",
+]
 
 
 def clan_tags(settings: Settings, given: list[str] | None) -> list[str]:
@@ -37,17 +45,27 @@ def clan_tags(settings: Settings, given: list[str] | None) -> list[str]:
 
 
 def prepare_database(settings: Settings) -> str:
-    """The database URL, the embedded server started if needed, migrations applied."""
-    from clash_pipeline.warehouse.connect import resolve_database_url
+    """The owner's URL, the embedded server started if needed, migrations applied."""
+    return prepare_access(settings).owner
+
+
+def prepare_access(settings: Settings) -> DatabaseAccess:
+    """Every job's URL, the embedded server started if needed, migrations applied (as
+    the owner); warns once when DATABASE_URL's user is a superuser."""
+    from clash_pipeline.warehouse.access import resolve_access, warn_if_superuser
+    from clash_pipeline.warehouse.connect import connect
     from clash_pipeline.warehouse.migrations import migrate
 
     if settings.uses_embedded_database:
         err.print(f"[dim]embedded PostgreSQL in {settings.home / 'pgdata'}[/dim]")
-    url = resolve_database_url(settings)
-    result = migrate(url)
+    access = resolve_access(settings)
+    with connect(access.owner, autocommit=True) as conn:
+        result = migrate(conn)
+        if not settings.uses_embedded_database:
+            warn_if_superuser(conn, access.owner)
     if result.applied:
         err.print(f"[dim]applied migrations: {', '.join(result.applied)}[/dim]")
-    return url
+    return access
 
 
 def parse_time(value: str) -> datetime:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
 
 from clash_pipeline.cli import common
@@ -41,15 +43,38 @@ def db_stop() -> None:
 
 @app.command("status")
 def db_status() -> None:
-    """Show where the database is and whether it is running, with applied migrations."""
+    """Show where the database is and whether it is running, its logins, applied migrations."""
     settings = load_settings()
     if settings.uses_embedded_database:
         url = _print_embedded_status(settings)
     else:
         out.print("mode: DATABASE_URL")
         url = settings.database_url
+        _print_url_logins(settings)
     if url:
         _print_migrations(url)
+
+
+def _print_url_logins(settings: Settings) -> None:
+    """Which login each job uses with DATABASE_URL (never a password)."""
+    from clash_pipeline.warehouse.access import LOGINS
+    from clash_pipeline.warehouse.connect import redact_url
+
+    own = {
+        "owner": settings.database_url,
+        "ingest": settings.ingest_database_url,
+        "transform": settings.transform_database_url,
+        "readonly": settings.api_database_url,
+    }
+    variables = {"ingest": "INGEST", "transform": "TRANSFORM", "readonly": "API"}
+    for job, role in LOGINS.items():
+        url = own[job]
+        if job == "owner":
+            out.print(f"login owner: DATABASE_URL's user (migrations)  {redact_url(url or '')}")
+        elif url:
+            out.print(f"login {job}: {variables[job]}_DATABASE_URL  {redact_url(url)}")
+        else:
+            out.print(f"login {job}: DATABASE_URL's user, set role {role}")
 
 
 def _print_embedded_status(settings: Settings) -> str | None:
@@ -62,7 +87,17 @@ def _print_embedded_status(settings: Settings) -> str | None:
     if not status.running:
         return None
     out.print(f"pid: {status.pid}  port: {status.port}  server: {status.server_version}")
-    return status.url
+    from clash_pipeline.warehouse.access import JOB_DESCRIPTIONS
+    from clash_pipeline.warehouse.embedded import SUPERUSER
+
+    for job, role in status.logins.items():
+        out.print(f"login {job}: {role} ({JOB_DESCRIPTIONS[job]})")
+    out.print(f"bootstrap superuser: {SUPERUSER} (initdb, creating the logins; no job uses it)")
+    if not status.logins:
+        return status.url
+    from clash_pipeline.warehouse.access import resolve_access
+
+    return resolve_access(settings, start=False).owner
 
 
 def _print_migrations(url: str) -> None:
@@ -81,12 +116,22 @@ def _print_migrations(url: str) -> None:
 
 
 @app.command("url")
-def db_url() -> None:
+def db_url(
+    login: Annotated[
+        str,
+        typer.Option(
+            "--login",
+            help="Whose URL: owner (migrations, the default), ingest, transform, readonly.",
+        ),
+    ] = "owner",
+) -> None:
     """Print a URL for psql, dbt and BI tools (starts the embedded server if needed)."""
     settings = load_settings()
-    from clash_pipeline.warehouse.connect import resolve_database_url
+    from clash_pipeline.warehouse.access import LOGINS, resolve_access
 
-    print(resolve_database_url(settings))
+    if login not in LOGINS:
+        raise ConfigError(f"invalid --login {login!r}", hint=f"one of: {', '.join(LOGINS)}")
+    print(resolve_access(settings).url(login))
 
 
 @app.command("migrate")
@@ -96,7 +141,7 @@ def db_migrate() -> None:
     from clash_pipeline.warehouse.connect import resolve_database_url
     from clash_pipeline.warehouse.migrations import migrate
 
-    result = migrate(resolve_database_url(settings))
+    result = migrate(resolve_database_url(settings))  # as the owner
     for version in result.applied:
         out.print(f"applied {version}")
     out.print(f"{len(result.applied)} applied, {len(result.already_applied)} already applied")

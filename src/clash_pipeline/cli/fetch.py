@@ -40,7 +40,7 @@ def fetch(
             hint="create a key at https://developer.clashofclans.com and set COC_API_TOKEN, "
             "or add --simulate to use the simulated API",
         )
-    url = common.prepare_database(settings)
+    url = common.prepare_access(settings).ingest
     if simulate:
         from clash_pipeline.simulator.server import SimulatedClashApi
 

@@ -35,7 +35,7 @@ def monitor(
 
     settings = load_settings()
     tags = [normalize_tag(t, kind="clan tag") for t in clans] if clans else None
-    url = common.prepare_database(settings)
+    url = common.prepare_access(settings).ingest
     t0 = time.perf_counter()
     if write_gx:
         with out.status("writing the Great Expectations context"):
@@ -78,7 +78,7 @@ def alerts(
     from clash_pipeline.warehouse.connect import connect
 
     settings = load_settings()
-    url = common.prepare_database(settings)
+    url = common.prepare_access(settings).readonly
     with connect(url, autocommit=True) as conn:
         rows = list_alerts(conn, include_resolved=all_alerts)
     if not rows:

@@ -146,12 +146,12 @@ def anomaly_checks(clan_tags: list[str] | None, max_age_hours: float | None) -> 
     from clash_pipeline.clash_api.tags import normalize_tag
     from clash_pipeline.monitor.run import run_monitor
     from clash_pipeline.settings import load_settings
-    from clash_pipeline.warehouse.connect import resolve_database_url
+    from clash_pipeline.warehouse.access import resolve_access
 
     settings = load_settings()
     tags = [normalize_tag(t, kind="clan tag") for t in clan_tags or []] or None
     overrides = {"freshness_hours": float(max_age_hours)} if max_age_hours else None
-    report = run_monitor(resolve_database_url(settings), settings, tags, overrides=overrides)
+    report = run_monitor(resolve_access(settings).ingest, settings, tags, overrides=overrides)
     for change in report.changes:
         if change.change != "still_open":
             log().warning(
@@ -171,12 +171,13 @@ def check_freshness(
     """Per clan: the last successful run, hours since, and the last run's status."""
     from clash_pipeline.clash_api.tags import normalize_tag
     from clash_pipeline.settings import load_settings
-    from clash_pipeline.warehouse.connect import connect, resolve_database_url
+    from clash_pipeline.warehouse.access import resolve_access
+    from clash_pipeline.warehouse.connect import connect
 
     settings = load_settings()
     max_age_hours = max_age_hours or settings.clash_monitor_freshness_hours
     tags = [normalize_tag(t, kind="clan tag") for t in clan_tags or settings.coc_clan_tags]
-    with connect(resolve_database_url(settings), autocommit=True) as conn:
+    with connect(resolve_access(settings).ingest, autocommit=True) as conn:
         if not tags:
             tags = [
                 row[0]

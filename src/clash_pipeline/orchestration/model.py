@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -37,11 +37,21 @@ class RunContext:
     max_concurrency: int
     request_timeout: float
     request_retries: int
+    # Least privilege: ``db_url`` is the current job's login (ingest unless told);
+    # the transform job's URL, and the run bookkeeping's (ingest), whatever the job.
+    transform_url: str = field(default="", repr=False)
+    ops_url: str = field(default="", repr=False)
+
+    def as_transform(self) -> RunContext:
+        """This context for the transform job: dbt and restore points as its login."""
+        return replace(
+            self, db_url=self.transform_url or self.db_url, ops_url=self.ops_url or self.db_url
+        )
 
     def recorder(self, run: ClanRun) -> RunRecorder:
-        """The ops writer of one run (a short connection per write)."""
+        """The ops writer of one run (a short connection per write, as the ingest login)."""
         return RunRecorder(
-            db_url=self.db_url,
+            db_url=self.ops_url or self.db_url,
             kind="ingest",
             clan_tags=[run.clan_tag],
             schema_version=self.schema_version,

@@ -33,15 +33,15 @@ Row = TypeVar("Row")
 
 
 def resolve_database_url(settings: Settings, *, start: bool = True) -> str:
-    """``settings.database_url``, or the embedded server's URL (started if ``start``).
+    """The owner's URL: ``settings.database_url``, or the embedded server's ``clash_owner``
+    login (started if ``start``). The jobs' URLs: ``warehouse.access.resolve_access``.
 
     With ``start=False`` the embedded URL is returned without starting the server;
     it raises DatabaseError if the embedded database was never initialised.
     """
     if settings.database_url:
         return settings.database_url
-    embedded = EmbeddedPostgres(settings.home)
-    return embedded.start() if start else embedded.url()
+    return EmbeddedPostgres(settings.home).login_urls(start=start)["owner"]
 
 
 def connect(url: str, **kwargs: Any) -> psycopg.Connection[Any]:
@@ -51,9 +51,16 @@ def connect(url: str, **kwargs: Any) -> psycopg.Connection[Any]:
         return psycopg.connect(url, **kwargs)
     except psycopg.Error as exc:
         reason = _reason(str(exc), url)
+        hint = CONNECT_HINT
+        if "permission denied to set role" in reason:
+            hint = (
+                "grant the job roles to DATABASE_URL's user (grant clash_ingest, "
+                "clash_transform, clash_readonly to <user>), or set the job's own URL; "
+                "see README 'Least privilege'"
+            )
         raise DatabaseError(
             f"cannot connect to PostgreSQL at {describe_target(url)}: {reason}",
-            hint=CONNECT_HINT,
+            hint=hint,
         ) from None
 
 

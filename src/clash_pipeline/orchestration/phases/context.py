@@ -29,7 +29,7 @@ def resolve_context(
 ) -> tuple[RunContext, list[str]]:
     """Settings from the environment, the database (started and migrated), the API."""
     from clash_pipeline.project import project_dir
-    from clash_pipeline.warehouse.connect import resolve_database_url
+    from clash_pipeline.warehouse.access import resolve_access
     from clash_pipeline.warehouse.migrations import migrate
 
     settings = settings or load_settings()
@@ -40,10 +40,12 @@ def resolve_context(
             "no clan to ingest: COC_CLAN_TAGS is empty and no clan tag was given",
             hint="pass --clan '#TAG' (or the clan_tags parameter) or set COC_CLAN_TAGS",
         )
-    db_url = resolve_database_url(settings)
-    migrate(db_url)
+    access = resolve_access(settings)
+    migrate(access.owner)
     ctx = RunContext(
-        db_url=db_url,
+        db_url=access.ingest,
+        transform_url=access.transform,
+        ops_url=access.ingest,
         home=settings.home,
         api=api or api_from_settings(settings),
         options=options,

@@ -53,6 +53,7 @@ def transform(ctx: RunContext, runs: list[ClanRun], *, attempt: int = 1) -> Buil
     dbt's time for the model and the rows this build wrote and changed for that
     clan (from the restore point's undo log).
     """
+    ctx = ctx.as_transform()  # least privilege: dbt and the restore point as clash_transform
     t0 = time.perf_counter()
     with PhaseAttempt(
         "transform",
@@ -253,12 +254,12 @@ def note_built(runs: list[ClanRun], outcome: BuildOutcome) -> None:
 
 def publish(ctx: RunContext, outcome: BuildOutcome) -> None:
     """Keep what the build wrote (drop its restore point)."""
-    restore.publish(ctx.db_url, outcome.build_id)
+    restore.publish(ctx.as_transform().db_url, outcome.build_id)
 
 
 def roll_back(ctx: RunContext, outcome: BuildOutcome, error: dict[str, Any]) -> None:
     """Put every mart back as it was before the run."""
-    report = restore.roll_back(ctx.db_url, outcome.build_id, error=error)
+    report = restore.roll_back(ctx.as_transform().db_url, outcome.build_id, error=error)
     log().warning(
         "run failed after dbt: restored %d relation(s) as they were before the run",
         len(report.restored),
