@@ -253,6 +253,26 @@ def test_in_order_incremental_equals_full_refresh(pg_server, template, in_step_h
     assert landing.incremental["marts.metrics"][0] > 0
     assert differences(landing) == {}
 
+    # a run older than the clan's newest built snapshot (a clock set back) is not built
+    # incrementally: the data test names it, for `clash-pipeline build --full-refresh`
+    home = template[1]
+    late_at = in_step_history.times[0] - STEP
+    with SimulatedClashApi(seed=SIM_SEED, token=SIM_TOKEN, start_time=late_at) as sim:
+        late = land_run(landing.url, sim, home, in_step_history.clan_tag, sim.clock.now)
+    check = run_dbt(
+        ["test", "--select", "assert_every_landed_snapshot_is_built"],
+        db_url=landing.url,
+        home=home,
+        vars=VARS,
+    )
+    assert not check.success
+    [failed] = check.failed
+    assert (failed.name, failed.failures) == ("assert_every_landed_snapshot_is_built", 1)
+    [built] = query(
+        landing.url, "select count(*) as n from marts.roster_snapshots where run_id = %s", late
+    )
+    assert built["n"] == 0
+
 
 def test_out_of_order_with_late_wars_equals_full_refresh(pg_server, template, in_step_history):
     # newest first: the ended war (run 4) lands before in-war snapshots 2 and 3
