@@ -7,8 +7,12 @@
     and the metrics of the later snapshots that should see it wait for
     `clash-pipeline build --full-refresh` (a backfill does one). Returns the
     snapshots to build that way. A snapshot landing while a build runs is
-    newer than the built ones and is not reported.
+    newer than the built ones and is not reported. A warning, not an error:
+    the marts stay sound for every snapshot they hold, and a pipeline run
+    with --tests must not fail on it until someone rebuilds.
 -#}
+
+{{ config(severity='warn') }}
 
 with
 
