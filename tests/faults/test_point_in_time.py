@@ -23,8 +23,8 @@ counts from the first snapshot that saw it ended with the attacks of that fetch
 snapshot is reported by the data test ``assert_every_landed_snapshot_is_built``.
 
 Every database starts as a copy of one template built once with the whole project
-and no data, so each build below is the routine incremental ``dbt run``. About 2
-minutes on an idle 2-core machine (the dbt runs dominate).
+and no data, so each build below is the routine incremental ``dbt run`` (one build of
+the template and ten ``dbt run``: they take most of the module's time).
 """
 
 from __future__ import annotations
