@@ -190,7 +190,9 @@
 {#-
     The clan's regular and CWL wars that ended in each window of the batch
     `rosters` (a CTE of int_member_ace_windows_listed rows), 0 wars ago = the
-    latest. Wars are read for the batch's span only, through the war mart's
+    latest. Point in time: a war counts at a snapshot only once a run at or
+    before it saw the war ended (int_war_finals_observed), so a snapshot
+    never reads a war fetched after it. Wars are read for the batch's span only, through the war mart's
     clan/time index.
 -#}
 {% macro ace_window_wars(rosters) -%}
@@ -223,14 +225,20 @@
 
     wars as (
 
-        select batch_wars.*
+        select
+            batch_wars.*,
+            war_finals.final_seen_at
         from {{ ref('wars') }} as batch_wars
         inner join read_bounds
             on
                 batch_wars.clan_tag = read_bounds.clan_tag
                 and batch_wars.end_at > read_bounds.read_from_at
                 and batch_wars.end_at <= read_bounds.read_to_at
-        where batch_wars.war_type in ('regular', 'cwl')
+        inner join {{ ref('int_war_finals_observed') }} as war_finals
+            on batch_wars.war_id = war_finals.war_id
+        where
+            batch_wars.war_type in ('regular', 'cwl')
+            and war_finals.final_seen_at <= read_bounds.read_to_at
 
     )
 
@@ -251,6 +259,9 @@
             snapshot_windows.clan_tag = wars.clan_tag
             and snapshot_windows.window_start_at < wars.end_at
             and snapshot_windows.snapshot_at >= wars.end_at
+            -- point in time: only wars seen ended by the snapshot, whose
+            -- data (the wars marts' latest fetch) is final
+            and snapshot_windows.snapshot_at >= wars.final_seen_at
 {%- endmacro %}
 
 {#-

@@ -7,6 +7,11 @@
     time, plus a global bucket over all attacks (also those with an unknown
     town hall difference), the fallback for a bucket without data.
 
+    Point in time: a war counts from greatest(its end, the first snapshot
+    that saw it ended: int_war_finals_observed.final_seen_at), so the
+    baseline at as_of holds only wars whose final attacks had been fetched
+    by as_of; a war never seen ended is left out.
+
     One row per bucket and war end time at which the bucket's data changed:
     the cumulative count, mean and SD from valid_from_at (that war end) until
     valid_to_at (the bucket's next change; NULL: still valid). The baseline
@@ -30,6 +35,12 @@ wars as (
 
 ),
 
+war_finals as (
+
+    select * from {{ ref('int_war_finals_observed') }}
+
+),
+
 war_attacks as (
 
     select * from {{ ref('war_attacks') }}
@@ -39,7 +50,8 @@ war_attacks as (
 attacks as (
 
     select
-        wars.end_at,
+        -- the war counts from its end, once the pipeline has seen it ended
+        greatest(wars.end_at, war_finals.final_seen_at) as end_at,
         {{ metrics_clamp('war_attacks.town_hall_difference', -3, 3) }}
             as town_hall_difference,
         war_attacks.previous_best_stars,
@@ -48,6 +60,8 @@ attacks as (
     from war_attacks
     inner join wars
         on war_attacks.war_id = wars.war_id
+    inner join war_finals
+        on wars.war_id = war_finals.war_id
     where wars.end_at is not null
 
 ),

@@ -15,6 +15,12 @@
     war of its league group, ours or not: the run's clan (fetch_clan_tag)
     says which side is ours, and wars it does not play in are dropped.
 
+    ended_seen_at: when the pipeline first saw the war ended, the snapshot
+    time (raw.fetch_runs.snapshot_at) of the first run whose fetch of the
+    war said `warEnded` (NULL: not yet). A war's data is final from then
+    on, so ACE counts a war at a snapshot only from that time
+    (int_war_finals_observed): point-in-time, whatever was landed later.
+
     Incremental: fetches landed in the last `wars_lookback_hours` (default
     72) before the newest fetch already here are read again and merged with
     the stored row of the same war; the newest fetch wins (attacks and stars
@@ -40,7 +46,7 @@
     'opponent_name', 'team_size', 'attacks_per_member', 'clan_attacks',
     'clan_stars', 'clan_destruction_pct', 'opponent_attacks',
     'opponent_stars', 'opponent_destruction_pct', 'preparation_start_at',
-    'start_at', 'end_at', 'fetched_at',
+    'start_at', 'end_at', 'fetched_at', 'ended_seen_at',
 ] %}
 
 with
@@ -127,7 +133,8 @@ oriented as (
         preparation_start_at,
         start_at,
         end_at,
-        fetched_at
+        fetched_at,
+        snapshot_at
 
     from sided
     where our_side is not null
@@ -177,7 +184,8 @@ identified as (
         preparation_start_at,
         start_at,
         end_at,
-        fetched_at
+        fetched_at,
+        case when state = 'warEnded' then snapshot_at end as ended_seen_at
 
     from oriented
     where clan_tag is not null
@@ -201,7 +209,8 @@ candidates as (
 ranked as (
 
     select
-        *,
+        {{ columns | reject('equalto', 'ended_seen_at') | join(', ') }},
+        min(ended_seen_at) over (partition by war_id) as ended_seen_at,
         row_number() over (
             partition by war_id
             order by fetched_at desc, fetch_id desc

@@ -9,6 +9,9 @@
     the same formula int_war_fetches_deduplicated falls back to when a war
     has no preparation time; `wars` matches entries to fetched wars.
 
+    first_seen_at: the snapshot time of the first run whose war log listed
+    the war (its result is final from then on; int_war_finals_observed).
+
     Incremental like int_war_fetches_deduplicated (`wars_lookback_hours`).
 -#}
 
@@ -30,7 +33,7 @@
     'battle_modifier', 'clan_name', 'opponent_name', 'team_size',
     'attacks_per_member', 'clan_attacks', 'clan_stars',
     'clan_destruction_pct', 'clan_exp_earned', 'opponent_stars',
-    'opponent_destruction_pct', 'end_at', 'fetched_at',
+    'opponent_destruction_pct', 'end_at', 'fetched_at', 'first_seen_at',
 ] %}
 
 with
@@ -78,7 +81,8 @@ identified as (
         opponent_stars,
         opponent_destruction_pct,
         end_at,
-        fetched_at
+        fetched_at,
+        snapshot_at as first_seen_at
 
     from war_log_wars
 
@@ -101,7 +105,8 @@ candidates as (
 ranked as (
 
     select
-        *,
+        {{ columns | reject('equalto', 'first_seen_at') | join(', ') }},
+        min(first_seen_at) over (partition by log_war_id) as first_seen_at,
         row_number() over (
             partition by log_war_id
             order by fetched_at desc, fetch_id desc

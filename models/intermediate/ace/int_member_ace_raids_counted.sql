@@ -7,6 +7,9 @@
     weekends and attacks; CAP scores the loot and hits. Every member of the
     roster has a row (0 without a weekend).
 
+    Point in time: a weekend counts at a snapshot only once a run at or
+    before it saw the weekend ended (int_capital_raid_endings_observed).
+
     Incremental (delete+insert on snapshot_id, player_tag, metric_window):
     the clan snapshots newer than this model's per-clan watermark
     (after_clan_watermark), whose members are read from
@@ -82,13 +85,18 @@ read_bounds as (
 
 capital_raid_seasons as (
 
-    select batch_raids.*
+    select
+        batch_raids.*,
+        raid_endings.ended_seen_at
     from {{ ref('capital_raid_seasons') }} as batch_raids
     inner join read_bounds
         on
             batch_raids.clan_tag = read_bounds.clan_tag
             and batch_raids.end_at > read_bounds.read_from_at
             and batch_raids.end_at <= read_bounds.read_to_at
+    inner join {{ ref('int_capital_raid_endings_observed') }} as raid_endings
+        on batch_raids.raid_season_id = raid_endings.raid_season_id
+    where raid_endings.ended_seen_at <= read_bounds.read_to_at
 
 ),
 
@@ -139,6 +147,10 @@ window_raids as (
             snapshot_windows.clan_tag = capital_raid_seasons.clan_tag
             and snapshot_windows.window_start_at < capital_raid_seasons.end_at
             and snapshot_windows.snapshot_at >= capital_raid_seasons.end_at
+            -- point in time: only weekends seen ended by the snapshot, whose
+            -- data (the marts' latest fetch) is final
+            and snapshot_windows.snapshot_at
+            >= capital_raid_seasons.ended_seen_at
     -- weekends fetched with their member list only
     inner join raid_limits
         on capital_raid_seasons.raid_season_id = raid_limits.raid_season_id
