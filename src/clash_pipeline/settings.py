@@ -75,7 +75,7 @@ class Settings(BaseSettings):
     # the rate is multiplied by the backoff (1 = fixed pacing), then climbs back by the
     # recovery (req/s per second without a 429) up to COC_REQUESTS_PER_SECOND.
     coc_throttle_backoff: float = Field(default=0.5, gt=0, le=1)
-    coc_rate_recovery: float = Field(default=0.5, gt=0, le=1000)
+    coc_rate_recovery: float = Field(default=0.2, gt=0, le=1000)
     coc_min_requests_per_second: float = Field(default=0.5, gt=0, le=1000)
     database_url: str | None = Field(
         default=None, description="PostgreSQL URL; unset means the embedded PostgreSQL."

@@ -256,6 +256,8 @@ class ClashClient:
             tally.attempts += 1
             attempt_started = time.perf_counter()
             outcome = await self._attempt(endpoint, self._base_url + path)
+            if outcome.status is not None and outcome.status != 429:
+                self.limiter.accepted()
         logger.debug(
             "GET %s %s -> %s in %.0f ms (attempt %d)",
             endpoint,

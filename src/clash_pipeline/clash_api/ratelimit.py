@@ -11,10 +11,11 @@ and bursts earn a 429 plus a cool-down of 30-60 s (abuse risks an IP ban). So th
 - supports a global pause: after a 429 or 503 the client calls :meth:`RateLimiter.pause` and every
   request of the run, queued or yet to come, waits until the cool-down is over;
 - adapts its rate to the server (AIMD, :class:`AdaptivePacing`): a 429 also lowers the rate
-  (:meth:`RateLimiter.throttled`: rate × ``backoff``, never below ``min_rate``), once per
-  congestion event (a 429 of a request that started before the last decrease was sent at the old
-  rate and is not counted again); from the end of the pause the rate climbs back by ``recovery``
-  req/s per whole second without a 429, up to ``requests_per_second``.
+  (:meth:`RateLimiter.throttled`) to rate × ``backoff``, or to what the server accepted in the
+  last second (:meth:`RateLimiter.accepted`) when that is lower and not zero, never below
+  ``min_rate``; once per congestion event (a 429 of a request that started before the last
+  decrease was sent at the old rate and does not lower it again). From the end of the pause the
+  rate climbs back by ``recovery`` req/s per whole second, up to ``requests_per_second``.
 
 Clock and sleep are injectable so tests can check exact slot times with a virtual clock.
 """
@@ -34,6 +35,8 @@ __all__ = ["AdaptivePacing", "LimiterStats", "RateLimiter"]
 
 #: The rate climbs back in steps, one per this many seconds without a 429.
 RECOVERY_STEP_SECONDS = 1.0
+#: After a 429 the rate is at most what the server accepted over this many seconds.
+ACCEPTED_WINDOW_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
@@ -46,7 +49,7 @@ class AdaptivePacing:
     """
 
     backoff: float = 0.5
-    recovery: float = 0.5
+    recovery: float = 0.2
     min_rate: float = 0.5
 
     def __post_init__(self) -> None:
@@ -112,6 +115,7 @@ class RateLimiter:
         self._recover_from = float("-inf")
         self._last_decrease = float("-inf")
         self._epoch = 0  # bumped by a decrease: slots reserved before it are taken again
+        self._accepted: deque[float] = deque()  # clock values of recent accepted answers
         # A FIFO semaphore of our own: futures are created in whichever loop is running, so a
         # limiter is not bound to the event loop it was first used in (asyncio.Semaphore is).
         self._in_flight = 0
@@ -178,6 +182,19 @@ class RateLimiter:
             self._paused_until = until
             self.pauses += 1
 
+    def accepted(self) -> None:
+        """An answer that was not a 429 (the server took the request), for :meth:`throttled`."""
+        now = self._clock()
+        self._accepted.append(now)
+        while self._accepted and self._accepted[0] <= now - ACCEPTED_WINDOW_SECONDS:
+            self._accepted.popleft()
+
+    def accepted_rate(self) -> float:
+        """Answers the server accepted over the last second, per second."""
+        now = self._clock()
+        recent = sum(1 for t in self._accepted if t > now - ACCEPTED_WINDOW_SECONDS)
+        return recent / ACCEPTED_WINDOW_SECONDS
+
     def throttled(self, pause_seconds: float, *, sent_at: float | None = None) -> None:
         """A 429: pause every request ``pause_seconds`` and lower the rate (see the module doc).
 
@@ -189,8 +206,11 @@ class RateLimiter:
         if self.pacing.backoff >= 1.0 or (sent_at is not None and sent_at < self._last_decrease):
             return
         now = self._clock()
-        lowered = max(self.pacing.min_rate, self.rate_at(now) * self.pacing.backoff)
-        lowered = min(lowered, self.requests_per_second)
+        lowered = self.rate_at(now) * self.pacing.backoff
+        accepted = self.accepted_rate()
+        if accepted > 0:
+            lowered = min(lowered, accepted)
+        lowered = min(max(self.pacing.min_rate, lowered), self.requests_per_second)
         self._lowered_rate = lowered
         self._last_decrease = now
         self._recover_from = max(now, self._paused_until)
