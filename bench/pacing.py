@@ -98,13 +98,15 @@ def main() -> None:
         f"clan {tag}: server {args.rate:g} req/s (Retry-After {args.retry_after:g} s), "
         f"client {args.client_rate:g} req/s, {args.concurrency} in flight, {args.retries} retries"
     )
-    print(f"{'mode':<10}{'pages':>6}{'requests':>9}{'429s':>6}{'429 %':>7}{'dropped':>8}{'wall s':>8}")
+    print(
+        f"{'mode':<10}{'pages':>6}{'requests':>9}{'429s':>6}{'429 %':>7}{'dropped':>8}{'wall s':>8}"
+    )
     for mode, r in results.items():
         share = r["throttled"] / r["requests"] if r["requests"] else 0.0
         r["throttled_share"] = round(share, 4)
         print(
             f"{mode:<10}{r['pages']:>6}{r['requests']:>9}{r['throttled']:>6}{share:>7.1%}"
-            f"{r['dropped']:>8}{r['wall_s']:>8.2f}"
+            f"{r['dropped']:>8}{r['wall_s']:>8.2f}{r['min_rate'] or args.client_rate:>9.2f}"
         )
     print(json.dumps({"clan": tag, "server_rate": args.rate, **results}))
 
