@@ -7,8 +7,9 @@ twice, each time from a fresh server:
 
 * ``fixed``: the old behaviour (``COC_THROTTLE_BACKOFF=1``): every 429 pauses the whole client
   for Retry-After, then it resumes at 10 requests/s;
-* ``adaptive``: the default: every 429 also halves the rate, which then climbs back by
-  0.5 requests/s per second without a 429.
+* ``adaptive``: the default: every 429 also lowers the rate (x 0.5, or to what the server
+  accepted in the last second when that is lower), which then climbs back by 0.2 requests/s
+  per second.
 
 Printed per mode: pages (logical requests), HTTP requests the server saw, 429s, dropped pages
 (still failing after the last retry), wall time, the lowest rate the limiter went down to; the
