@@ -238,7 +238,13 @@ def test_cli_fetch_writes_the_flows_checkpoint_rows(tmp_path, migrated_db_url, s
         ).fetchall()
     [fetch, land] = rows
     assert fetch[:4] == ("fetch", "succeeded", 1, CLAN)
-    assert fetch[4] == {"failed_requests": 0, "failed_players": 0, "members": outcome.members}
+    assert fetch[4] == {
+        "failed_requests": 0,
+        "failed_players": 0,
+        "dropped_requests": 0,
+        "dropped_players": 0,
+        "members": outcome.members,
+    }
     assert land[:4] == ("land", "succeeded", 1, CLAN)
     assert land[4]["bytes_new"] == outcome.land.bytes_new
 

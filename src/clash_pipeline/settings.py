@@ -29,6 +29,9 @@ _ENV_NAMES = {
     "coc_max_concurrency": "COC_MAX_CONCURRENCY",
     "coc_timeout_seconds": "COC_TIMEOUT_SECONDS",
     "coc_max_retries": "COC_MAX_RETRIES",
+    "coc_throttle_backoff": "COC_THROTTLE_BACKOFF",
+    "coc_rate_recovery": "COC_RATE_RECOVERY",
+    "coc_min_requests_per_second": "COC_MIN_REQUESTS_PER_SECOND",
     "database_url": "DATABASE_URL",
     "ingest_database_url": "INGEST_DATABASE_URL",
     "transform_database_url": "TRANSFORM_DATABASE_URL",
@@ -41,6 +44,7 @@ _ENV_NAMES = {
     "clash_monitor_duration_factor": "CLASH_MONITOR_DURATION_FACTOR",
     "clash_monitor_duration_floor_seconds": "CLASH_MONITOR_DURATION_FLOOR_SECONDS",
     "clash_monitor_failed_player_share": "CLASH_MONITOR_FAILED_PLAYER_SHARE",
+    "clash_monitor_dropped_players": "CLASH_MONITOR_DROPPED_PLAYERS",
     "clash_monitor_freshness_hours": "CLASH_MONITOR_FRESHNESS_HOURS",
     "clash_alert_webhook_url": "CLASH_ALERT_WEBHOOK_URL",
 }
@@ -70,6 +74,12 @@ class Settings(BaseSettings):
     coc_max_concurrency: int = Field(default=8, ge=1, le=256)
     coc_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
     coc_max_retries: int = Field(default=4, ge=0, le=20)
+    # Adaptive pacing (clash_api.ratelimit.AdaptivePacing; README "Configuration"): after a 429
+    # the rate is multiplied by the backoff (1 = fixed pacing), then climbs back by the
+    # recovery (req/s per second without a 429) up to COC_REQUESTS_PER_SECOND.
+    coc_throttle_backoff: float = Field(default=0.5, gt=0, le=1)
+    coc_rate_recovery: float = Field(default=0.2, gt=0, le=1000)
+    coc_min_requests_per_second: float = Field(default=0.5, gt=0, le=1000)
     database_url: str | None = Field(
         default=None, description="PostgreSQL URL; unset means the embedded PostgreSQL."
     )
@@ -97,6 +107,8 @@ class Settings(BaseSettings):
     clash_monitor_duration_factor: float = Field(default=3.0, gt=0, le=100)
     clash_monitor_duration_floor_seconds: float = Field(default=60.0, ge=0, le=86400)
     clash_monitor_failed_player_share: float = Field(default=0.1, ge=0, le=1)
+    #: Profiles given up after the last retry (a partial run) that are tolerated: none.
+    clash_monitor_dropped_players: int = Field(default=0, ge=0, le=50)
     clash_monitor_freshness_hours: float = Field(default=25.0, gt=0, le=24 * 365)
     clash_alert_webhook_url: SecretStr | None = Field(
         default=None, description="Slack-compatible webhook for alerts opening and resolving."

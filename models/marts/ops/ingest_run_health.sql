@@ -52,7 +52,13 @@ phases as (
         ) as roster_size,
         max(coalesce(details_failed_players, 0)) filter (
             where phase = 'fetch' and status = 'succeeded'
-        ) as failed_player_fetches
+        ) as failed_player_fetches,
+        max(coalesce(details_dropped_requests, 0)) filter (
+            where phase = 'fetch' and status = 'succeeded'
+        ) as dropped_requests,
+        max(coalesce(details_dropped_players, 0)) filter (
+            where phase = 'fetch' and status = 'succeeded'
+        ) as dropped_player_fetches
 
     from logs
     where step is null
@@ -94,6 +100,8 @@ final as (
         phases.requests,
         phases.failed_requests,
         phases.failed_player_fetches,
+        phases.dropped_requests,
+        phases.dropped_player_fetches,
         phases.roster_size,
         member_steps.members_changed,
         runs.started_at,

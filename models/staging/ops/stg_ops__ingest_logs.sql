@@ -44,6 +44,8 @@ renamed as (
         (details ->> 'failed_requests')::int as details_failed_requests,
         (details ->> 'members')::int as details_members,
         (details ->> 'failed_players')::int as details_failed_players,
+        (details ->> 'dropped_requests')::int as details_dropped_requests,
+        (details ->> 'dropped_players')::int as details_dropped_players,
 
         -- timestamps
         started_at,

@@ -32,11 +32,12 @@ from clash_pipeline.clash_api.errors import (
     ThrottledError,
     TransportError,
 )
-from clash_pipeline.clash_api.ratelimit import LimiterStats, RateLimiter
+from clash_pipeline.clash_api.ratelimit import AdaptivePacing, LimiterStats, RateLimiter
 
 __all__ = [
     "ENDPOINTS",
     "AccessDeniedError",
+    "AdaptivePacing",
     "ApiResponse",
     "BadRequestError",
     "ClashApiError",

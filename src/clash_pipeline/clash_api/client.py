@@ -12,7 +12,9 @@ community practice:
 - 500/502/504 (and other 5xx except 503), timeouts, connection errors, and 2xx bodies that are not
   a JSON object (truncated, a proxy's HTML) are transient: exponential back-off with jitter;
 - 429 and 503 mean "slow down": wait ``Retry-After`` (or ``throttle_delay``) and pause the shared
-  limiter so the whole run cools down, not just this request;
+  limiter so the whole run cools down, not just this request; a 429 also lowers the limiter's
+  rate, which then recovers gradually (adaptive pacing, see
+  :class:`~clash_pipeline.clash_api.ratelimit.RateLimiter`);
 - 400/403/404 (and any other status) are answers, never retried.
 
 The token lives only in the ``Authorization`` header of the httpx client. Records, errors and logs
@@ -38,7 +40,7 @@ import httpx
 from clash_pipeline.clash_api.endpoints import ENDPOINTS, build_path, limit_params
 from clash_pipeline.clash_api.errors import MalformedResponseError, TransportError
 from clash_pipeline.clash_api.failures import failure_hint, failure_message
-from clash_pipeline.clash_api.ratelimit import RateLimiter
+from clash_pipeline.clash_api.ratelimit import AdaptivePacing, RateLimiter
 from clash_pipeline.clash_api.records import ApiResponse, FetchRecord, utc_now
 from clash_pipeline.clash_api.responses import Attempt, classify, parse_max_age
 from clash_pipeline.clash_api.retry import RetryPolicy
@@ -54,6 +56,8 @@ __all__ = [
     "ApiResponse",
     "ClashClient",
     "FetchRecord",
+    "limiter_from_settings",
+    "pacing_from_settings",
     "RetryPolicy",
     "parse_max_age",
     "utc_now",
@@ -71,6 +75,7 @@ class _Tally:
     throttled: int = 0
     requested_at: datetime | None = None  # when the first attempt got its slot
     started: float = 0.0  # the same instant on the monotonic clock
+    sent_at: float = 0.0  # the start slot of the last attempt, on the limiter's clock
 
 
 class ClashClient:
@@ -131,7 +136,7 @@ class ClashClient:
                 "and put it in COC_API_TOKEN (environment or .env), or run the demo",
             )
         if limiter is None:
-            limiter = RateLimiter(settings.coc_requests_per_second, settings.coc_max_concurrency)
+            limiter = limiter_from_settings(settings)
         return cls(
             base_url=settings.coc_api_base_url,
             token=token,
@@ -243,13 +248,16 @@ class ClashClient:
         self, endpoint: str, resource_tag: str | None, path: str, tally: _Tally
     ) -> Attempt:
         """One attempt inside a slot of the shared limiter."""
-        async with self.limiter:
+        async with self.limiter.slot() as sent_at:
+            tally.sent_at = sent_at
             if tally.requested_at is None:
                 tally.requested_at = self._clock()
                 tally.started = time.perf_counter()
             tally.attempts += 1
             attempt_started = time.perf_counter()
             outcome = await self._attempt(endpoint, self._base_url + path)
+            if outcome.status is not None and outcome.status != 429:
+                self.limiter.accepted()
         logger.debug(
             "GET %s %s -> %s in %.0f ms (attempt %d)",
             endpoint,
@@ -262,12 +270,15 @@ class ClashClient:
 
     def _cool_down(self, outcome: Attempt, tally: _Tally) -> float:
         """The wait before the next attempt; a 429/503 also pauses the shared limiter."""
-        if outcome.status == 429:
-            tally.throttled += 1
         if outcome.status in (429, 503):
-            # The whole run cools down, even when this request has no retries left.
+            # The whole run cools down, even when this request has no retries left;
+            # a 429 also lowers the shared rate (the server's limit is below it).
             delay = self.retry.throttle(outcome.retry_after)
-            self.limiter.pause(delay)
+            if outcome.status == 429:
+                tally.throttled += 1
+                self.limiter.throttled(delay, sent_at=tally.sent_at)
+            else:
+                self.limiter.pause(delay)
             return delay
         return self.retry.backoff(tally.retries, self._rng)
 
@@ -297,6 +308,8 @@ class ClashClient:
             max_age=outcome.max_age,
             body=None if failed else outcome.body,
             error=outcome.summary() if failed else None,
+            # a transient failure that outlived its retries: data the run should have had
+            gave_up=outcome.error_cls is not None and outcome.error_cls.retryable,
         )
 
     async def _attempt(self, endpoint: str, url: str) -> Attempt:
@@ -370,6 +383,25 @@ class ClashClient:
         if self._token and self._token in text:
             text = text.replace(self._token, "***")
         return text
+
+
+def limiter_from_settings(settings: Settings) -> RateLimiter:
+    """The shared limiter of a run: COC_REQUESTS_PER_SECOND, COC_MAX_CONCURRENCY and the
+    adaptive pacing settings (COC_THROTTLE_BACKOFF, COC_RATE_RECOVERY,
+    COC_MIN_REQUESTS_PER_SECOND)."""
+    return RateLimiter(
+        settings.coc_requests_per_second,
+        settings.coc_max_concurrency,
+        pacing=pacing_from_settings(settings),
+    )
+
+
+def pacing_from_settings(settings: Settings) -> AdaptivePacing:
+    return AdaptivePacing(
+        backoff=settings.coc_throttle_backoff,
+        recovery=settings.coc_rate_recovery,
+        min_rate=settings.coc_min_requests_per_second,
+    )
 
 
 def _http_client(token: str, timeout: float, *, pool: int) -> httpx.AsyncClient:

@@ -44,6 +44,9 @@ class FetchRecord:
     max_age: int | None
     body: bytes | None = field(default=None, repr=False)
     error: str | None = None
+    #: A transient failure (429, 5xx, timeout, broken body) still failing after the last retry:
+    #: the run lacks data it would normally have (a 404 or a private war log is an answer).
+    gave_up: bool = False
 
     @property
     def ok(self) -> bool:

@@ -54,7 +54,7 @@ def fetch(
             settings, url, tags, settings.coc_api_base_url, settings.api_token() or "", "api", None
         )
     _print_outcomes(outcomes)
-    if any(o.status != "succeeded" for o in outcomes):
+    if any(o.status not in ("succeeded", "partial") for o in outcomes):
         raise typer.Exit(1)
 
 
@@ -105,3 +105,10 @@ def _print_problems(outcome: FetchOutcome) -> None:
             f"[yellow]warning[/yellow] {outcome.clan_tag}: {f['endpoint']} {f['tag'] or ''} "
             f"-> {f['status'] or f['error']} {f['reason'] or ''}"
         )
+    from clash_pipeline.ingest.run import dropped_message
+
+    dropped = dropped_message(
+        outcome.dropped_requests, outcome.dropped_players, outcome.failed_requests
+    )
+    if dropped:
+        err.print(f"[yellow]partial[/yellow] {outcome.clan_tag}: {dropped}", highlight=False)

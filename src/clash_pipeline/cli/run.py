@@ -141,7 +141,7 @@ def _print_report(report: IngestReport) -> None:
 
 
 def _run_row(clan_run: ClanRun) -> tuple[str, str, str, str, str]:
-    style = {"failed": "red", "skipped": "yellow"}.get(clan_run.status)
+    style = {"failed": "red", "skipped": "yellow", "partial": "yellow"}.get(clan_run.status)
     seconds = " / ".join(
         f"{clan_run.phase_ms[p] / 1000:.1f}" if p in clan_run.phase_ms else "-"
         for p in ("fetch", "land", "transform", "monitor")
@@ -158,6 +158,8 @@ def _run_row(clan_run: ClanRun) -> tuple[str, str, str, str, str]:
 
 
 def _print_run_problem(clan_run: ClanRun) -> None:
+    from clash_pipeline.ingest.run import dropped_message
+
     error = clan_run.error or {}
     if clan_run.status == "failed":
         err.print(
@@ -169,3 +171,15 @@ def _print_run_problem(clan_run: ClanRun) -> None:
             err.print(f"hint: {error['hint']}", highlight=False)
     elif clan_run.status == "skipped":
         err.print(f"[yellow]skipped[/yellow] {clan_run.clan_tag}: {error.get('message')}")
+    dropped = dropped_message(
+        clan_run.dropped_requests, clan_run.dropped_players, clan_run.failed_request_list
+    )
+    if dropped and clan_run.status != "skipped":
+        label = "partial" if clan_run.status == "partial" else "dropped"
+        err.print(f"[yellow]{label}[/yellow] {clan_run.clan_tag}: {dropped}", highlight=False)
+        err.print(
+            "hint: the API throttled or failed past the retries; the next run fetches them "
+            "again. If it keeps happening, lower COC_REQUESTS_PER_SECOND or make sure no "
+            "other program uses the same token",
+            highlight=False,
+        )

@@ -44,7 +44,19 @@ class ClanBundle:
 
     @property
     def failed(self) -> list[FetchRecord]:
-        return [r for r in self.records if r.status != 200]
+        """Requests that failed (a 2xx whose body was broken included)."""
+        return [r for r in self.records if not r.ok]
+
+    @property
+    def dropped(self) -> list[FetchRecord]:
+        """Requests given up after the last retry of a transient failure (429, 5xx, timeout,
+        broken body): data the run should have had. A 404 or a private war log is an answer."""
+        return [r for r in self.records if r.gave_up]
+
+    @property
+    def dropped_players(self) -> int:
+        """Member profiles given up after the last retry."""
+        return sum(1 for r in self.dropped if r.endpoint == "player")
 
     @property
     def members(self) -> int:

@@ -18,7 +18,7 @@ from typing import Any
 
 import psycopg
 
-from clash_pipeline.clash_api.client import ClashClient, RetryPolicy
+from clash_pipeline.clash_api.client import ClashClient, RetryPolicy, limiter_from_settings
 from clash_pipeline.clash_api.ratelimit import RateLimiter
 from clash_pipeline.errors import ClashPipelineError
 from clash_pipeline.ingest.land import LandResult
@@ -49,6 +49,8 @@ class FetchOutcome:
     error: dict[str, Any] | None = None
     failed_requests: list[dict[str, Any]] = field(default_factory=list)
     members: int = 0
+    dropped_requests: int = 0
+    dropped_players: int = 0
 
 
 def build_client(settings: Settings, target: ApiTarget, limiter: RateLimiter) -> ClashClient:
@@ -83,18 +85,27 @@ async def _fetch_one(
         return await _failed(outcome, recorder, exc, snapshot_at=None)
     outcome.failed_requests = failed_requests(bundle)
     outcome.members = bundle.members
+    outcome.dropped_requests = len(bundle.dropped)
+    outcome.dropped_players = bundle.dropped_players
     try:
         result = await asyncio.to_thread(land_clan, db_url, recorder, bundle, source=target.source)
     except (psycopg.Error, ClashPipelineError) as exc:
         return await _failed(outcome, recorder, exc, snapshot_at=bundle.snapshot_at)
-    outcome.land, outcome.status = result, "succeeded"
+    # landed without what was dropped after the retries: partial
+    outcome.land, outcome.status = result, "partial" if bundle.dropped else "succeeded"
+    summary = (
+        {"dropped_requests": len(bundle.dropped), "dropped_players": bundle.dropped_players}
+        if bundle.dropped
+        else None
+    )
     await asyncio.to_thread(
         functools.partial(
             recorder.finish,
-            "succeeded",
+            outcome.status,
             snapshot_at=bundle.snapshot_at,
             error={"failed_requests": outcome.failed_requests} if bundle.failed else None,
             counters=result.counters(),
+            summary=summary,
         )
     )
     return outcome
@@ -124,7 +135,7 @@ async def fetch_clans(
     limiter: RateLimiter | None = None,
 ) -> list[FetchOutcome]:
     """Fetch and land every clan concurrently under one shared rate limit."""
-    limiter = limiter or RateLimiter(settings.coc_requests_per_second, settings.coc_max_concurrency)
+    limiter = limiter or limiter_from_settings(settings)
     version = schema_version()
     async with build_client(settings, target, limiter) as client:
         return list(

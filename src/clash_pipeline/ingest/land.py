@@ -240,8 +240,10 @@ def failed_records_json(records: Iterable[FetchRecord], limit: int = 20) -> Json
             "status": r.status,
             "reason": r.reason,
             "error": r.error,
+            "attempts": r.attempts,
+            "gave_up": r.gave_up,
         }
         for r in records
-        if r.status != 200
+        if not r.ok
     ]
     return Jsonb({"failed": items[:limit], "failed_total": len(items)})

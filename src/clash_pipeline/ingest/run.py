@@ -51,6 +51,36 @@ def failed_requests(bundle: ClanBundle) -> list[dict[str, Any]]:
     return failed
 
 
+def dropped_message(
+    dropped_requests: int, dropped_players: int, failed: list[dict[str, Any]]
+) -> str | None:
+    """``2 player profiles could not be fetched (429 after 5 tries)``, or None if nothing was
+    dropped; ``failed`` is :func:`failed_requests`' list (for the causes)."""
+    if not dropped_requests:
+        return None
+    parts = []
+    if dropped_players:
+        parts.append(
+            f"{dropped_players} player profile{'s' if dropped_players > 1 else ''} "
+            "could not be fetched"
+        )
+    others = dropped_requests - dropped_players
+    if others:
+        endpoints = sorted({f["endpoint"] for f in failed if f.get("gave_up")} - {"player"})
+        parts.append(
+            f"{others} other request{'s' if others > 1 else ''} "
+            f"({', '.join(endpoints) or 'see ops.ingest_runs.error'}) could not be fetched"
+        )
+    causes = sorted(
+        {
+            f"{f.get('status') or f.get('reason') or 'error'} after {f.get('attempts')} tries"
+            for f in failed
+            if f.get("gave_up")
+        }
+    )
+    return "; ".join(parts) + (f" ({', '.join(causes)})" if causes else "")
+
+
 def _ended_cwl_wars(db_url: str, clan_tag: str) -> set[str]:
     with connect(db_url, autocommit=True) as conn:
         return known_ended_cwl_wars(conn, clan_tag)
@@ -87,6 +117,8 @@ async def fetch_clan(
             details={
                 "failed_requests": len(failed),
                 "failed_players": sum(1 for r in failed if r.endpoint == "player"),
+                "dropped_requests": len(bundle.dropped),
+                "dropped_players": bundle.dropped_players,
                 "members": bundle.members,
             },
         )

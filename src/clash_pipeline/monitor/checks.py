@@ -19,8 +19,10 @@ from clash_pipeline.settings import Settings
 from clash_pipeline.warehouse.connect import one_row
 
 HEALTH = "marts.ingest_run_health"
-#: A run counts for the checks once it has landed and has not failed.
-_LIVE = "status in ('succeeded', 'running') and is_landed"
+#: A run counts for the checks once it has landed and has not failed (a ``partial`` run
+#: landed and built without what was dropped after the retries: it counts, and
+#: failed_player_fetches says what it lacks).
+_LIVE = "status in ('succeeded', 'partial', 'running') and is_landed"
 #: Runs of history behind the duration bounds, and how few are too few to judge.
 DURATION_HISTORY_RUNS = 20
 DURATION_MIN_HISTORY = 3
@@ -140,12 +142,18 @@ select distinct on (clan_tag)
     clan_tag, clan_tag as subject, run_id::text as run_id,
     failed_player_fetches, roster_size,
     coalesce(failed_player_fetches, 0)::float8 / nullif(roster_size, 0)
-        as failed_share
+        as failed_share,
+    coalesce(dropped_player_fetches, 0) as dropped_player_fetches
 from {HEALTH}
 where {_LIVE}
 order by clan_tag, started_at desc
 """,
-        expectations=(Expect("failed_share", max_value="max_failed_player_share"),),
+        # any share of missing profiles (404s: players who left), and profiles given up
+        # after the last retry (429, 5xx, timeouts: the run is partial) beyond a count
+        expectations=(
+            Expect("failed_share", max_value="max_failed_player_share"),
+            Expect("dropped_player_fetches", max_value="max_dropped_players"),
+        ),
     ),
     Check(
         name="freshness",
@@ -155,11 +163,11 @@ order by clan_tag, started_at desc
         sql=f"""
 select clan_tag, clan_tag as subject,
     max(coalesce(finished_at, started_at)) filter (
-        where status = 'succeeded' or (status = 'running' and is_landed)
+        where status in ('succeeded', 'partial') or (status = 'running' and is_landed)
     ) as last_success_at,
     (extract(epoch from now() - coalesce(
         max(coalesce(finished_at, started_at)) filter (
-            where status = 'succeeded' or (status = 'running' and is_landed)
+            where status in ('succeeded', 'partial') or (status = 'running' and is_landed)
         ),
         min(started_at)
     )) / 3600.0)::float8 as hours_since_success
@@ -222,6 +230,7 @@ def expectation_parameters(
         "roster_drop_share": settings.clash_monitor_roster_drop_share,
         "zero_delta_runs": float(settings.clash_monitor_zero_delta_runs),
         "max_failed_player_share": settings.clash_monitor_failed_player_share,
+        "max_dropped_players": float(settings.clash_monitor_dropped_players),
         "freshness_hours": settings.clash_monitor_freshness_hours,
     }
     runs, *p95s = one_row(

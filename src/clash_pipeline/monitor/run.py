@@ -145,7 +145,7 @@ def _read_scope(
             conn.execute(
                 """
                 select distinct on (clan_tag) clan_tag, run_id from marts.ingest_run_health
-                where status in ('succeeded', 'running') and is_landed
+                where status in ('succeeded', 'partial', 'running') and is_landed
                 order by clan_tag, started_at desc
                 """
             ).fetchall()

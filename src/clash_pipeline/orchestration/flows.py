@@ -191,9 +191,9 @@ def check_freshness(
             row = conn.execute(
                 """
                 select
-                    max(finished_at) filter (where status = 'succeeded'),
+                    max(finished_at) filter (where status in ('succeeded', 'partial')),
                     extract(epoch from now() - max(finished_at)
-                        filter (where status = 'succeeded')) / 3600,
+                        filter (where status in ('succeeded', 'partial'))) / 3600,
                     (array_agg(status order by started_at desc))[1]
                 from ops.ingest_runs
                 where kind = 'ingest' and %s = any(clan_tags)
@@ -219,7 +219,7 @@ def check_freshness(
 
 async def _fetch_and_land(ctx: RunContext, phase: dict[str, Any], runs: list[ClanRun]) -> None:
     """Fetch every clan concurrently (one shared rate limiter); land each when fetched."""
-    limiter = RateLimiter(ctx.requests_per_second, ctx.max_concurrency)
+    limiter = RateLimiter(ctx.requests_per_second, ctx.max_concurrency, pacing=ctx.pacing)
 
     async def one(run: ClanRun) -> None:
         t0 = time.perf_counter()
@@ -329,7 +329,8 @@ async def _summary_artifact(report: IngestReport) -> None:
     rows = report_rows(report)
     ok, failed, skipped = len(report.succeeded), len(report.failed), len(report.skipped)
     description = (
-        f"clash-ingest: {ok} succeeded, {failed} failed, {skipped} skipped; "
+        f"clash-ingest: {ok} succeeded, {len(report.partial)} partial, {failed} failed, "
+        f"{skipped} skipped; "
         f"wall {report.wall_seconds:.1f} s"
         + (f"; dbt {report.build.scope} build {report.build.seconds:.1f} s" if report.build else "")
     )

@@ -8,6 +8,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from clash_pipeline.clash_api.ratelimit import AdaptivePacing
 from clash_pipeline.errors import ClashPipelineError
 from clash_pipeline.orchestration.options import ApiSpec, PipelineOptions
 from clash_pipeline.warehouse.runs import RunRecorder, error_payload
@@ -37,6 +38,8 @@ class RunContext:
     max_concurrency: int
     request_timeout: float
     request_retries: int
+    #: How the shared limiter reacts to 429s (COC_THROTTLE_BACKOFF, COC_RATE_RECOVERY, ...).
+    pacing: AdaptivePacing = field(default_factory=AdaptivePacing)
     # Least privilege: ``db_url`` is the current job's login (ingest unless told);
     # the transform job's URL, and the run bookkeeping's (ingest), whatever the job.
     transform_url: str = field(default="", repr=False)
@@ -69,7 +72,7 @@ class ClanRun:
     clan_tag: str
     run_id: uuid.UUID
     started_at: datetime
-    status: str = "running"  # running | succeeded | failed | skipped
+    status: str = "running"  # running | succeeded | partial | failed | skipped
     error: dict[str, Any] | None = None
     landed: bool = False
     snapshot_at: datetime | None = None
@@ -81,6 +84,10 @@ class ClanRun:
     payloads_new: int = 0
     bytes_stored: int = 0
     members: int = 0
+    #: Requests (and of them, member profiles) given up after the last retry of a transient
+    #: failure: a run that landed with any is ``partial``, not ``succeeded``.
+    dropped_requests: int = 0
+    dropped_players: int = 0
     rows_changed: int | None = None
     phase_ms: dict[str, int] = field(default_factory=dict)
     failed_request_list: list[dict[str, Any]] = field(default_factory=list)
@@ -155,6 +162,11 @@ class IngestReport:
     @property
     def succeeded(self) -> list[ClanRun]:
         return [r for r in self.runs if r.status == "succeeded"]
+
+    @property
+    def partial(self) -> list[ClanRun]:
+        """Runs that landed and built, but without some data (dropped after the retries)."""
+        return [r for r in self.runs if r.status == "partial"]
 
     def run_for(self, clan_tag: str) -> ClanRun:
         for run in self.runs:

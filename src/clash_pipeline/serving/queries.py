@@ -392,12 +392,14 @@ class Warehouse:
             run_columns = """
                 run_id, status, trigger, started_at, finished_at, duration_ms, snapshot_at,
                 requests, failed_requests, retries, throttled, rows_changed, error,
-                summary -> 'health' as health
+                summary -> 'health' as health,
+                coalesce((summary ->> 'dropped_requests')::int, 0) as dropped_requests,
+                coalesce((summary ->> 'dropped_players')::int, 0) as dropped_players
             """
             last_success = conn.execute(
                 f"""
                 select {run_columns} from ops.ingest_runs
-                where clan_tags @> array[%s]::text[] and status = 'succeeded'
+                where clan_tags @> array[%s]::text[] and status in ('succeeded', 'partial')
                     and kind = 'ingest'
                 order by started_at desc limit 1
                 """,

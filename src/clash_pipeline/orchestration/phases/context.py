@@ -8,6 +8,7 @@ from pathlib import Path
 
 from pydantic import SecretStr
 
+from clash_pipeline.clash_api.client import pacing_from_settings
 from clash_pipeline.clash_api.tags import normalize_tag
 from clash_pipeline.errors import ConfigError
 from clash_pipeline.orchestration.model import RunContext
@@ -57,6 +58,7 @@ def resolve_context(
         max_concurrency=options.max_concurrency or settings.coc_max_concurrency,
         request_timeout=settings.coc_timeout_seconds,
         request_retries=settings.coc_max_retries,
+        pacing=pacing_from_settings(settings),
     )
     return ctx, tags
 

@@ -86,6 +86,8 @@ def note_fetched(run: ClanRun, bundle: ClanBundle, seconds: float) -> None:
     run.snapshot_at = bundle.snapshot_at
     run.members = bundle.members
     run.failed_request_list = clan_run.failed_requests(bundle)
+    run.dropped_requests = len(bundle.dropped)
+    run.dropped_players = bundle.dropped_players
     run.phase_ms["fetch"] = round(seconds * 1000)
 
 

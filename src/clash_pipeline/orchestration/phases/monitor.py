@@ -111,7 +111,7 @@ def _health_row(conn: psycopg.Connection[Any], run: ClanRun, has_snapshots: bool
     previous_row = conn.execute(
         """
         select max(snapshot_at) from ops.ingest_runs
-        where status = 'succeeded' and %s = any(clan_tags) and run_id <> %s
+        where status in ('succeeded', 'partial') and %s = any(clan_tags) and run_id <> %s
         """,
         (run.clan_tag, run.run_id),
     ).fetchone()
@@ -128,7 +128,7 @@ def _health_row(conn: psycopg.Connection[Any], run: ClanRun, has_snapshots: bool
         else None
     )
     return {
-        "status": "failed" if run.status == "failed" else "ok",
+        "status": _health_status(run),
         "failed_phase": (run.error or {}).get("phase"),
         "snapshot_at": run.snapshot_at.isoformat() if run.snapshot_at else None,
         "phase_ms": phases,
@@ -136,11 +136,19 @@ def _health_row(conn: psycopg.Connection[Any], run: ClanRun, has_snapshots: bool
         "failed_requests": run.failed_requests,
         "retries": run.retries,
         "throttled": run.throttled,
+        "dropped_requests": run.dropped_requests,
+        "dropped_players": run.dropped_players,
         "members_fetched": run.members,
         "members_in_snapshot": members_in_snapshot,
         "rows_changed": run.rows_changed,
         "hours_since_previous_success": gap,
     }
+
+
+def _health_status(run: ClanRun) -> str:
+    if run.status == "failed":
+        return "failed"
+    return "partial" if run.dropped_requests else "ok"
 
 
 def note_health(runs: list[ClanRun], health: dict[str, dict[str, Any]], seconds: float) -> None:

@@ -18,6 +18,7 @@ def report_rows(report: IngestReport) -> list[dict[str, Any]]:
                 "status": run.status,
                 "requests": run.requests,
                 "failed requests": run.failed_requests,
+                "dropped": run.dropped_requests,
                 "retries": run.retries,
                 "members": run.members,
                 "members changed": run.rows_changed if run.rows_changed is not None else "",

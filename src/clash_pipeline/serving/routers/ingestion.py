@@ -27,6 +27,9 @@ def anomalies(last_run: dict[str, Any]) -> dict[str, Any]:
         "failed_requests": last_run.get("failed_requests"),
         "retries": last_run.get("retries"),
         "throttled": last_run.get("throttled"),
+        # given up after the last retry (429, 5xx, timeouts): the run is 'partial'
+        "dropped_requests": last_run.get("dropped_requests"),
+        "dropped_player_fetches": last_run.get("dropped_players"),
         "members_fetched": health.get("members_fetched"),
         "members_in_snapshot": health.get("members_in_snapshot"),
         "hours_since_previous_success": health.get("hours_since_previous_success"),
