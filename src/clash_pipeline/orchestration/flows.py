@@ -172,11 +172,14 @@ def check_freshness(
     from clash_pipeline.clash_api.tags import normalize_tag
     from clash_pipeline.settings import load_settings
     from clash_pipeline.warehouse.connect import connect, resolve_database_url
+    from clash_pipeline.warehouse.leases import close_abandoned_runs
 
     settings = load_settings()
     max_age_hours = max_age_hours or settings.clash_monitor_freshness_hours
     tags = [normalize_tag(t, kind="clan tag") for t in clan_tags or settings.coc_clan_tags]
-    with connect(resolve_database_url(settings), autocommit=True) as conn:
+    db_url = resolve_database_url(settings)
+    close_abandoned_runs(db_url)  # a dead process's run is failed, not the last "running"
+    with connect(db_url, autocommit=True) as conn:
         if not tags:
             tags = [
                 row[0]
