@@ -98,6 +98,16 @@ def test_only_runs_whose_process_is_gone_are_closed_of_any_kind(migrated_db_url)
     finally:
         other.close()  # that process "dies": its runs are abandoned now
     assert {r.run_id for r in close_abandoned_runs(url)} == {leased, legacy_live}
+    # a row from before leases of a clan whose lock the caller itself holds is not alive
+    mine = psycopg.connect(url, autocommit=True)
+    mine.execute("select pg_advisory_lock(%s, %s)", clan_lock_key(PIPELINE_CLAN))
+    try:
+        legacy_mine = _insert_run(url, "ingest", [PIPELINE_CLAN], owner_lock=None)
+        assert close_abandoned_runs(url) == []
+        closed = close_abandoned_runs(url, held_clans=[PIPELINE_CLAN])
+    finally:
+        mine.close()
+    assert [r.run_id for r in closed] == [legacy_mine]
     assert _status(url, live.run_id) == "running"
     live.finish("succeeded")
     assert _status(url, live.run_id) == "succeeded"

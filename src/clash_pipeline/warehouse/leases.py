@@ -43,6 +43,7 @@ import secrets
 import socket
 import threading
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -233,18 +234,21 @@ def _unsigned(key: LockKey) -> tuple[int, int]:
     return (key[0] & 0xFFFFFFFF, key[1] & 0xFFFFFFFF)
 
 
-def _is_alive(owner: Any, clan_tags: list[str], held: set[tuple[int, int]]) -> bool:
+def _is_alive(owner: Any, clan_tags: list[str], held: set[tuple[int, int]], mine: set[str]) -> bool:
     if isinstance(owner, dict) and isinstance(owner.get("lock"), int):
         return _unsigned((LEASE_NAMESPACE, owner["lock"])) in held
-    # a row from before leases: alive while a session holds one of its clans' locks
-    return any(_unsigned(clan_lock_key(tag)) in held for tag in clan_tags)
+    # a row from before leases: alive while another session holds one of its clans' locks
+    return any(tag not in mine and _unsigned(clan_lock_key(tag)) in held for tag in clan_tags)
 
 
-def close_abandoned_runs(db_url: str) -> list[AbandonedRun]:
+def close_abandoned_runs(db_url: str, held_clans: Iterable[str] = ()) -> list[AbandonedRun]:
     """Close every ``running`` run whose process is gone (any clan, any kind) as ``failed``.
 
-    Safe to call from any number of processes at once: a row is closed once.
+    ``held_clans``: clans whose run lock the caller holds (a row from before
+    leases, of such a clan, cannot be alive). Safe to call from any number of
+    processes at once: a row is closed once.
     """
+    mine = set(held_clans)
     with connect(db_url, autocommit=True) as conn:
         running = conn.execute(_RUNNING_SQL).fetchall()
         if not running:
@@ -255,7 +259,7 @@ def close_abandoned_runs(db_url: str) -> list[AbandonedRun]:
                 run_id=row[0], kind=row[1], clan_tags=list(row[2]), started_at=row[3], owner=row[4]
             )
             for row in running
-            if not _is_alive(row[4], list(row[2]), held)
+            if not _is_alive(row[4], list(row[2]), held, mine)
         }
         if not candidates:
             return []

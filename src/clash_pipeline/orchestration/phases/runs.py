@@ -17,7 +17,7 @@ def open_runs(ctx: RunContext, clan_tags: list[str], busy: dict[str, str]) -> li
     closed as failed (:func:`~clash_pipeline.warehouse.leases.close_abandoned_runs`).
     """
     runs: list[ClanRun] = []
-    close_abandoned_runs(ctx.db_url)
+    close_abandoned_runs(ctx.db_url, held_clans=[t for t in clan_tags if t not in busy])
     for tag in clan_tags:
         run = ClanRun(clan_tag=tag, run_id=uuid.uuid4(), started_at=utc_now())
         recorder = ctx.recorder(run)
