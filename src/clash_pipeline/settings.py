@@ -128,10 +128,25 @@ class Settings(BaseSettings):
 
     @field_validator("coc_api_token", mode="before")
     @classmethod
-    def _empty_token_is_none(cls, value: object) -> object:
-        if isinstance(value, str) and not value.strip():
+    def _check_token(cls, value: object) -> object:
+        """Blank is unset; else one word of printable ASCII (what a JWT is).
+
+        The message never contains the token, not even a piece of it.
+        """
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        if not isinstance(value, str):
+            return value
+        token = value.strip()
+        if not token:
             return None
-        return value
+        problem = token_problem(token)
+        if problem:
+            raise ValueError(
+                f"it contains {problem}; an API token is one word of printable ASCII "
+                "(copy it again from developer.clashofclans.com, without quotes or spaces)"
+            )
+        return token
 
     @field_validator("coc_api_base_url")
     @classmethod
@@ -186,6 +201,18 @@ class Settings(BaseSettings):
     def api_token(self) -> str | None:
         """The token in clear, for the Authorization header only."""
         return self.coc_api_token.get_secret_value() if self.coc_api_token else None
+
+
+def token_problem(token: str) -> str | None:
+    """What makes ``token`` unusable in an Authorization header, in words (never the token)."""
+    for char in token:
+        if char.isspace():
+            return "a space or line break"
+        if not char.isascii():
+            return "a non-ASCII character"
+        if not char.isprintable():
+            return "a control character"
+    return None
 
 
 def load_settings(**overrides: object) -> Settings:

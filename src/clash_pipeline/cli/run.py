@@ -114,7 +114,12 @@ def _require_token(settings: Settings) -> None:
 
 
 def _print_report(report: IngestReport) -> None:
-    """A row per clan run, the dbt build, then each failed or skipped clan on stderr."""
+    """A row per clan run, the dbt build, then each failed or skipped clan on stderr.
+
+    With a failed or skipped clan, one line says what happened to each clan's marts.
+    """
+    from clash_pipeline.orchestration.phases.report import marts_summary
+
     table = Table(title=f"pipeline run ({report.wall_seconds:.1f} s)")
     table.add_column("clan", no_wrap=True)
     table.add_column("status", no_wrap=True)
@@ -131,9 +136,11 @@ def _print_report(report: IngestReport) -> None:
         )
     for clan_run in report.runs:
         _print_run_problem(clan_run)
+    if report.failed or report.skipped:
+        err.print(f"marts: {marts_summary(report)}", highlight=False)
     if report.failed:
         err.print(
-            "hint: the marts are as they were before the run; the next run catches up. "
+            "hint: the next run of a failed clan catches up. "
             "Details: ops.ingest_runs.error and ops.ingest_logs of the run ids in the "
             "Prefect artifact 'clash-ingest-summary'",
             highlight=False,

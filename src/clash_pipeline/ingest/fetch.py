@@ -25,6 +25,7 @@ from clash_pipeline.ingest.land import LandResult
 from clash_pipeline.ingest.run import failed_requests, fetch_clan, land_clan
 from clash_pipeline.settings import Settings
 from clash_pipeline.versions import schema_version
+from clash_pipeline.warehouse.leases import close_abandoned_runs
 from clash_pipeline.warehouse.runs import RunRecorder, error_payload, utc_now
 
 
@@ -137,6 +138,7 @@ async def fetch_clans(
     """Fetch and land every clan concurrently under one shared rate limit."""
     limiter = limiter or limiter_from_settings(settings)
     version = schema_version()
+    await asyncio.to_thread(close_abandoned_runs, db_url)  # runs of processes that died
     async with build_client(settings, target, limiter) as client:
         return list(
             await asyncio.gather(

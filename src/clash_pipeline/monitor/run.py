@@ -32,6 +32,7 @@ from clash_pipeline.monitor.context import CHECKPOINT, DATASOURCE, gx_dir, open_
 from clash_pipeline.monitor.findings import findings_for, read_results
 from clash_pipeline.settings import Settings
 from clash_pipeline.warehouse.connect import connect, one_row
+from clash_pipeline.warehouse.leases import AbandonedRun, close_abandoned_runs
 
 _log = logging.getLogger("clash_pipeline.monitor")
 
@@ -51,6 +52,8 @@ class MonitorReport:
     gx_seconds: float = 0.0
     data_docs: Path | None = None
     webhooks_sent: int = 0
+    #: Runs of processes that had died, closed as failed before the checks.
+    abandoned: list[AbandonedRun] = field(default_factory=list)
 
     @property
     def failing(self) -> list[Finding]:
@@ -84,6 +87,7 @@ def run_monitor(
     replaces expectation parameters (e.g. ``freshness_hours``).
     """
     t0 = time.perf_counter()
+    abandoned = close_abandoned_runs(db_url)  # judge closed runs, not orphans "running"
     scope = _read_scope(db_url, settings, clan_tags, overrides or {})
     root = _checkpoint_root(settings)
     g0 = time.perf_counter()
@@ -114,6 +118,7 @@ def run_monitor(
         gx_seconds=gx_seconds,
         data_docs=docs if docs.is_file() else None,
         webhooks_sent=sent,
+        abandoned=abandoned,
     )
 
 

@@ -173,11 +173,14 @@ def check_freshness(
     from clash_pipeline.settings import load_settings
     from clash_pipeline.warehouse.access import resolve_access
     from clash_pipeline.warehouse.connect import connect
+    from clash_pipeline.warehouse.leases import close_abandoned_runs
 
     settings = load_settings()
     max_age_hours = max_age_hours or settings.clash_monitor_freshness_hours
     tags = [normalize_tag(t, kind="clan tag") for t in clan_tags or settings.coc_clan_tags]
-    with connect(resolve_access(settings).ingest, autocommit=True) as conn:
+    access = resolve_access(settings)
+    close_abandoned_runs(access.ingest)  # a dead process's run is failed, not the last "running"
+    with connect(access.ingest, autocommit=True) as conn:
         if not tags:
             tags = [
                 row[0]

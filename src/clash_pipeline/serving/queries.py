@@ -23,7 +23,12 @@ from psycopg_pool import AsyncConnectionPool, ConnectionPool, PoolTimeout
 
 from clash_pipeline.errors import DatabaseError
 from clash_pipeline.project import metric_catalogue_csv
-from clash_pipeline.warehouse.connect import CONNECT_TIMEOUT_SECONDS, describe_target, scrub
+from clash_pipeline.warehouse.connect import (
+    CONNECT_TIMEOUT_SECONDS,
+    connect_hint,
+    describe_target,
+    scrub,
+)
 
 READONLY_ROLE = "clash_readonly"
 STATEMENT_TIMEOUT_MS = 10_000
@@ -164,7 +169,7 @@ class Warehouse:
         except PoolTimeout:
             raise self._connect_problem() or DatabaseError(
                 f"cannot open connections to PostgreSQL at {describe_target(self.url)}",
-                hint="check DATABASE_URL, or unset it to use the embedded database",
+                hint=connect_hint(self.url),
             ) from None
 
     async def close_async(self) -> None:
@@ -188,7 +193,7 @@ class Warehouse:
             self.pool.close()
             raise self._connect_problem() or DatabaseError(
                 f"cannot open connections to PostgreSQL at {describe_target(self.url)}",
-                hint="check DATABASE_URL, or unset it to use the embedded database",
+                hint=connect_hint(self.url),
             ) from None
         self.check()
 
@@ -211,7 +216,7 @@ class Warehouse:
             reason = scrub(" ".join(str(exc).split()), self.url)
             return DatabaseError(
                 f"cannot connect to PostgreSQL at {describe_target(self.url)}: {reason}",
-                hint="check DATABASE_URL, or unset it to use the embedded database",
+                hint=connect_hint(self.url),
             )
         return None
 

@@ -118,7 +118,10 @@ def access_from_url(
 
 def resolve_access(settings: Settings, *, start: bool = True) -> DatabaseAccess:
     """Every job's URL: from ``DATABASE_URL`` (and the per-job URLs), or the embedded logins."""
+    from clash_pipeline.warehouse.connect import remember_database_url, remember_embedded
+
     if settings.database_url:
+        remember_database_url(settings.database_url)
         return access_from_url(
             settings.database_url,
             ingest_url=settings.ingest_database_url,
@@ -128,6 +131,7 @@ def resolve_access(settings: Settings, *, start: bool = True) -> DatabaseAccess:
     from clash_pipeline.warehouse.embedded import EmbeddedPostgres
 
     urls = EmbeddedPostgres(settings.home).login_urls(start=start)
+    remember_embedded(urls["owner"], settings.home)
     return DatabaseAccess(
         owner=urls["owner"],
         ingest=urls["ingest"],

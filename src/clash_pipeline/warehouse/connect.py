@@ -7,7 +7,9 @@ never appear in messages: use :func:`redact_url` whenever a URL is shown.
 
 from __future__ import annotations
 
+import os
 import re
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -22,6 +24,11 @@ if TYPE_CHECKING:
 
 CONNECT_TIMEOUT_SECONDS = 5
 CONNECT_HINT = "check DATABASE_URL, or unset it to use the embedded database"
+
+#: The databases this process resolved, by ``host:port/dbname`` (see :func:`connect_hint`):
+#: the embedded servers (with their home) and the DATABASE_URL ones.
+_EMBEDDED: dict[str, Path] = {}
+_FROM_DATABASE_URL: set[str] = set()
 
 _URI_SCHEMES = ("postgresql", "postgres")
 _URI_IN_TEXT = re.compile(r"postgres(?:ql)?://[^\s\"']+")
@@ -40,8 +47,38 @@ def resolve_database_url(settings: Settings, *, start: bool = True) -> str:
     it raises DatabaseError if the embedded database was never initialised.
     """
     if settings.database_url:
+        _FROM_DATABASE_URL.add(describe_target(settings.database_url))
         return settings.database_url
-    return EmbeddedPostgres(settings.home).login_urls(start=start)["owner"]
+    url = EmbeddedPostgres(settings.home).login_urls(start=start)["owner"]
+    remember_embedded(url, settings.home)
+    return url
+
+
+def remember_embedded(url: str, home: Path) -> None:
+    """Note that ``url`` is the embedded server of ``home`` (for :func:`connect_hint`)."""
+    _EMBEDDED[describe_target(url)] = home
+
+
+def remember_database_url(url: str) -> None:
+    """Note that ``url`` came from DATABASE_URL (for :func:`connect_hint`)."""
+    _FROM_DATABASE_URL.add(describe_target(url))
+
+
+def connect_hint(url: str) -> str:
+    """What to check when ``url`` cannot be reached, naming what the user actually uses.
+
+    The embedded server: its status and how to start it; DATABASE_URL only when
+    the URL came from it (or, for a URL this process did not resolve, when it is set).
+    """
+    target = describe_target(url)
+    if target in _EMBEDDED:
+        return (
+            f"the embedded PostgreSQL ({_EMBEDDED[target]}) stopped or does not answer: "
+            "`clash-pipeline db status` shows it, `clash-pipeline db start` starts it again"
+        )
+    if target in _FROM_DATABASE_URL or os.environ.get("DATABASE_URL"):
+        return CONNECT_HINT
+    return f"check that the PostgreSQL server at {target} is running and reachable"
 
 
 def connect(url: str, **kwargs: Any) -> psycopg.Connection[Any]:
@@ -51,7 +88,7 @@ def connect(url: str, **kwargs: Any) -> psycopg.Connection[Any]:
         return psycopg.connect(url, **kwargs)
     except psycopg.Error as exc:
         reason = _reason(str(exc), url)
-        hint = CONNECT_HINT
+        hint = connect_hint(url)
         if "permission denied to set role" in reason:
             hint = (
                 "grant the job roles to DATABASE_URL's user (grant clash_ingest, "

@@ -25,6 +25,7 @@ from psycopg.types.json import Jsonb
 
 from clash_pipeline.errors import ClashPipelineError
 from clash_pipeline.versions import ingestion_version
+from clash_pipeline.warehouse import leases
 from clash_pipeline.warehouse.connect import connect
 
 _log = logging.getLogger("clash_pipeline.runs")
@@ -107,12 +108,29 @@ class RunRecorder:
             conn.execute(query, params)
 
     def start(self, *, status: str = "running") -> RunRecorder:
+        """Insert the run's row; a ``running`` row is covered by this process's lease.
+
+        The lease (:mod:`clash_pipeline.warehouse.leases`) tells other processes
+        that this run is alive; :meth:`finish` lets it go.
+        """
+        summary: dict[str, Any] = {}
+        if status == "running":
+            summary["owner"] = leases.hold(self.db_url, self.run_id)
+        try:
+            self._insert(status, summary)
+        except BaseException:
+            if status == "running":
+                leases.let_go(self.db_url, self.run_id)
+            raise
+        return self
+
+    def _insert(self, status: str, summary: dict[str, Any]) -> None:
         self._execute(
             """
             insert into ops.ingest_runs (
                 run_id, flow_run_id, parent_run_id, kind, trigger, clan_tags,
-                status, started_at, ingestion_version, schema_version
-            ) values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+                status, started_at, ingestion_version, schema_version, summary
+            ) values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
             """,
             (
                 self.run_id,
@@ -125,9 +143,9 @@ class RunRecorder:
                 self.started_at,
                 ingestion_version(),
                 self.schema_version,
+                Jsonb(summary),
             ),
         )
-        return self
 
     @property
     def clan_tag(self) -> str | None:
@@ -188,7 +206,20 @@ class RunRecorder:
         summary: dict[str, Any] | None = None,
         rows_changed: int | None = None,
     ) -> None:
-        counters = counters or {}
+        try:
+            self._finish(status, snapshot_at, error, counters or {}, summary, rows_changed)
+        finally:
+            leases.let_go(self.db_url, self.run_id)
+
+    def _finish(
+        self,
+        status: str,
+        snapshot_at: datetime | None,
+        error: dict[str, Any] | None,
+        counters: dict[str, int],
+        summary: dict[str, Any] | None,
+        rows_changed: int | None,
+    ) -> None:
         finished_at = utc_now()
         self._execute(
             """

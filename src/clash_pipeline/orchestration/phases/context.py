@@ -13,7 +13,7 @@ from clash_pipeline.clash_api.tags import normalize_tag
 from clash_pipeline.errors import ConfigError
 from clash_pipeline.orchestration.model import RunContext
 from clash_pipeline.orchestration.options import ApiSpec, PipelineOptions
-from clash_pipeline.settings import Settings, load_settings
+from clash_pipeline.settings import Settings, load_settings, token_problem
 from clash_pipeline.versions import schema_version
 
 #: Name of the Prefect Secret block holding the API token when COC_API_TOKEN is unset.
@@ -85,4 +85,14 @@ def _token_from_secret_block() -> str | None:
         value = block.get()
     except Exception:  # noqa: BLE001 - no server, no block, or no access: no token
         return None
-    return str(value) if value else None
+    if not value:
+        return None
+    token = str(value).strip()
+    problem = token_problem(token)
+    if problem:
+        raise ConfigError(
+            f"the token in the Prefect Secret block {TOKEN_SECRET_BLOCK!r} is invalid: "
+            f"it contains {problem}",
+            hint="save the token again as one word of printable ASCII, or set COC_API_TOKEN",
+        )
+    return token

@@ -6,20 +6,18 @@ import uuid
 from typing import Any
 
 from clash_pipeline.orchestration.model import ClanRun, RunContext
-from clash_pipeline.warehouse.connect import connect
+from clash_pipeline.warehouse.leases import close_abandoned_runs
 from clash_pipeline.warehouse.runs import utc_now
 
 
 def open_runs(ctx: RunContext, clan_tags: list[str], busy: dict[str, str]) -> list[ClanRun]:
     """An ``ops.ingest_runs`` row per clan: ``running``, or ``skipped`` when its lock was busy.
 
-    A ``running`` row of a clan whose lock this batch holds belongs to a process
-    that died: it is closed as failed first.
+    First, every ``running`` run of any clan and kind whose process is gone is
+    closed as failed (:func:`~clash_pipeline.warehouse.leases.close_abandoned_runs`).
     """
     runs: list[ClanRun] = []
-    held = [t for t in clan_tags if t not in busy]
-    if held:
-        _close_abandoned_runs(ctx.db_url, held)
+    close_abandoned_runs(ctx.db_url, held_clans=[t for t in clan_tags if t not in busy])
     for tag in clan_tags:
         run = ClanRun(clan_tag=tag, run_id=uuid.uuid4(), started_at=utc_now())
         recorder = ctx.recorder(run)
@@ -32,23 +30,6 @@ def open_runs(ctx: RunContext, clan_tags: list[str], busy: dict[str, str]) -> li
             recorder.start()
         runs.append(run)
     return runs
-
-
-def _close_abandoned_runs(db_url: str, clan_tags: list[str]) -> None:
-    with connect(db_url, autocommit=True) as conn:
-        conn.execute(
-            """
-            update ops.ingest_runs
-            set status = 'failed',
-                finished_at = greatest(clock_timestamp(), started_at),
-                error = jsonb_build_object(
-                    'type', 'AbandonedRun',
-                    'message', 'the process running it stopped before the run finished'
-                )
-            where status = 'running' and clan_tags && %s
-            """,
-            (clan_tags,),
-        )
 
 
 def close_runs(ctx: RunContext, runs: list[ClanRun]) -> None:
