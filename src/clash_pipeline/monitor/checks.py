@@ -18,7 +18,9 @@ import psycopg
 from clash_pipeline.settings import Settings
 from clash_pipeline.warehouse.connect import one_row
 
-HEALTH = "marts.ingest_run_health"
+#: The marts the checks read, unqualified: the monitor's connection sets ``search_path`` to
+#: ``marts`` (the published build) or, in a pipeline run, ``marts_build`` (the build it judges).
+HEALTH = "ingest_run_health"
 #: A run counts for the checks once it has landed and has not failed.
 _LIVE = "status in ('succeeded', 'running') and is_landed"
 #: Runs of history behind the duration bounds, and how few are too few to judge.
@@ -176,7 +178,7 @@ group by clan_tag
 select clan_tag, player_tag as subject, donations, donations_received,
     trophies, builder_base_trophies, town_hall_level,
     count(*) over (partition by clan_tag) as member_count
-from marts.members
+from members
 where is_current
 """,
         expectations=(

@@ -31,6 +31,8 @@ from clash_pipeline.monitor.checks import expectation_parameters
 from clash_pipeline.monitor.context import CHECKPOINT, DATASOURCE, gx_dir, open_context
 from clash_pipeline.monitor.findings import findings_for, read_results
 from clash_pipeline.settings import Settings
+from clash_pipeline.transform.publish import PUBLISHED_SCHEMA
+from clash_pipeline.transform.restore import url_with_setting
 from clash_pipeline.warehouse.connect import connect, one_row
 
 _log = logging.getLogger("clash_pipeline.monitor")
@@ -76,20 +78,24 @@ def run_monitor(
     *,
     run_ids: dict[str, uuid.UUID] | None = None,
     overrides: dict[str, float] | None = None,
+    marts_schema: str = PUBLISHED_SCHEMA,
 ) -> MonitorReport:
     """Run the checkpoint for ``clan_tags`` (default: COC_CLAN_TAGS, else every clan seen).
 
     ``run_ids`` names the run each clan's alerts are attributed to (the
     pipeline's current runs); otherwise each clan's latest run. ``overrides``
-    replaces expectation parameters (e.g. ``freshness_hours``).
+    replaces expectation parameters (e.g. ``freshness_hours``). The checks read
+    the marts of ``marts_schema``: the published ``marts``, or, in a pipeline
+    run, ``marts_build`` (the build being judged, not yet published).
     """
     t0 = time.perf_counter()
     scope = _read_scope(db_url, settings, clan_tags, overrides or {})
     root = _checkpoint_root(settings)
     g0 = time.perf_counter()
-    run_results = _run_checkpoint(root, db_url, scope.params)
+    gx_url = url_with_setting(db_url, "search_path", marts_schema)
+    run_results = _run_checkpoint(root, gx_url, scope.params)
     gx_seconds = time.perf_counter() - g0
-    results = read_results(run_results, db_url)
+    results = read_results(run_results, gx_url)
     findings = findings_for(
         scope.clans,
         results,

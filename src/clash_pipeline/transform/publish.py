@@ -65,6 +65,7 @@ __all__ = [
     "PUBLISHED_SCHEMA",
     "READER_ROLE",
     "PublishReport",
+    "publish_all",
     "publish_build",
 ]
 
@@ -287,7 +288,7 @@ def _copy_touched_keys(
     return deleted, inserted
 
 
-_BUILD_REFERENCE = re.compile(r'(?<![\w"])("?)' + BUILD_SCHEMA + r'\1\.')
+_BUILD_REFERENCE = re.compile(r'(?<![\w"])("?)' + BUILD_SCHEMA + r"\1\.")
 
 
 def _publish_view(conn: psycopg.Connection[Any], rel: _Relation, target: _Relation | None) -> None:
@@ -303,6 +304,20 @@ def _publish_view(conn: psycopg.Connection[Any], rel: _Relation, target: _Relati
     _drop(conn, rel.name, target)
     conn.execute(
         sql.SQL("create view {} as ").format(_ident(PUBLISHED_SCHEMA, rel.name))
-        + sql.SQL(definition)  # type: ignore[arg-type]  # a definition PostgreSQL printed
+        + sql.SQL(definition)  # a definition PostgreSQL printed
     )
     _grant(conn, rel.name)
+
+
+def publish_all(db_url: str) -> PublishReport:
+    """Publish ``marts_build`` whole, in one transaction, without a restore point.
+
+    For a build that did not run under a restore point (dbt run by hand, the
+    model tests): every table is replaced or recreated. The pipeline and
+    ``clash-pipeline build`` publish through
+    :func:`clash_pipeline.transform.restore.publish` instead.
+    """
+    from clash_pipeline.warehouse.connect import connect
+
+    with connect(db_url) as conn, conn.transaction():
+        return publish_build(conn, uuid.uuid4(), scope="full", plans=[])

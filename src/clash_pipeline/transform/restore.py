@@ -92,6 +92,7 @@ __all__ = [
     "publish",
     "roll_back",
     "roll_back_abandoned",
+    "url_with_setting",
 ]
 
 #: The session setting that names the recording build (set for dbt's connections only).
@@ -133,7 +134,12 @@ class StepCount:
 
 def build_database_url(db_url: str, build_id: uuid.UUID) -> str:
     """``db_url`` whose sessions record their changes for ``build_id`` (libpq ``options``)."""
-    option = f"-c {BUILD_SETTING}={build_id}"
+    return url_with_setting(db_url, BUILD_SETTING, str(build_id))
+
+
+def url_with_setting(db_url: str, name: str, value: str) -> str:
+    """``db_url`` whose sessions start with the setting ``name = value`` (libpq ``options``)."""
+    option = f"-c {name}={value}"
     parts = urlsplit(db_url)
     if parts.scheme in ("postgresql", "postgres") and "://" in db_url:
         query = parse_qsl(parts.query, keep_blank_values=True)
