@@ -244,6 +244,7 @@ def _replace_rows(conn: psycopg.Connection[Any], name: str) -> tuple[int, int]:
                 sql.Identifier(trigger), _ident(PUBLISHED_SCHEMA, name)
             )
         )
+    _grant(conn, name)  # dbt's tables of an old marts were granted by dbt
     deleted = conn.execute(sql.SQL("delete from {}").format(_ident(PUBLISHED_SCHEMA, name)))
     return deleted.rowcount, _copy_all(conn, name)
 
