@@ -26,7 +26,6 @@ from clash_pipeline.serving.app import create_app
 from clash_pipeline.serving.server import BackgroundServer
 from clash_pipeline.simulator import SimulatedClashApi
 from clash_pipeline.transform import restore
-from clash_pipeline.transform.publish import publish_all
 from tests.plugins.prefect_fixtures import (
     FAULT_ENV,
     FAULT_SECONDS_ENV,
@@ -183,9 +182,10 @@ def test_publish_copies_only_the_touched_keys_and_failed_builds_leave_marts(migr
 
 def _api_bodies(url, member_tag=None):
     """The roster, one member and one metric, as the API answers them now."""
-    with BackgroundServer(create_app(url, pool_size=2)) as server, httpx.Client(
-        base_url=server.base_url, timeout=30
-    ) as http:
+    with (
+        BackgroundServer(create_app(url, pool_size=2)) as server,
+        httpx.Client(base_url=server.base_url, timeout=30) as http,
+    ):
         roster = http.get("/api/v2/roster", params={"clan": PIPELINE_CLAN})
         assert roster.status_code == 200, roster.text
         tag = member_tag or roster.json()["members"][0]["player_tag"]
@@ -228,9 +228,7 @@ def test_kill_9_during_dbt_leaves_marts_and_the_api_at_the_previous_build(
     before = mart_checksums(warehouse, ("marts",))
     home = tmp_path / "home"  # the killed dbt may leave its target half-written
     shutil.copytree(pipeline_home, home, ignore=shutil.ignore_patterns("logs"))
-    with SimulatedClashApi(
-        seed=PIPELINE_SEED, token=PIPELINE_TOKEN, start_time=PIPELINE_T0
-    ) as sim:
+    with SimulatedClashApi(seed=PIPELINE_SEED, token=PIPELINE_TOKEN, start_time=PIPELINE_T0) as sim:
         sim.clock.advance(timedelta(hours=6))  # new data: the marts would change
         env = {
             **os.environ,
@@ -246,8 +244,14 @@ def test_kill_9_during_dbt_leaves_marts_and_the_api_at_the_previous_build(
         }
         (run_started,) = _rows(warehouse, "select clock_timestamp()")[0]
         proc = subprocess.Popen(
-            [str(Path(sys.executable).parent / "clash-pipeline"), "run", "--clan", PIPELINE_CLAN,
-             "--dbt-project", str(pipeline_project)],
+            [
+                str(Path(sys.executable).parent / "clash-pipeline"),
+                "run",
+                "--clan",
+                PIPELINE_CLAN,
+                "--dbt-project",
+                str(pipeline_project),
+            ],
             cwd=REPO,
             env=env,
             stdout=subprocess.PIPE,
@@ -267,8 +271,9 @@ def test_kill_9_during_dbt_leaves_marts_and_the_api_at_the_previous_build(
         )
 
         # before any further run: the build is half-done in marts_build ...
-        assert _rows(warehouse, "select count(*) from ops.transform_builds"
-                     " where status = 'running'") == [(1,)]
+        assert _rows(
+            warehouse, "select count(*) from ops.transform_builds where status = 'running'"
+        ) == [(1,)]
         half = mart_checksums(warehouse, ("marts_build",))
         assert half["marts_build.roster_snapshots"] != before["marts.roster_snapshots"]
         # ... and readers see exactly the previous build
@@ -283,10 +288,12 @@ def test_kill_9_during_dbt_leaves_marts_and_the_api_at_the_previous_build(
     assert published == built
     assert published["roster_snapshots"][0] == before["marts.roster_snapshots"][0] + 1
     after_api, _ = _api_bodies(warehouse, member_tag)
-    assert after_api["roster"]["snapshot"]["snapshot_id"] != (
-        before_api["roster"]["snapshot"]["snapshot_id"]
+    assert (
+        after_api["roster"]["snapshot"]["snapshot_id"]
+        != (before_api["roster"]["snapshot"]["snapshot_id"])
     )
-    assert _rows(
-        warehouse, "select status from ops.transform_builds order by started_at"
-    )[-2:] == [("rolled_back",), ("published",)]
+    assert _rows(warehouse, "select status from ops.transform_builds order by started_at")[-2:] == [
+        ("rolled_back",),
+        ("published",),
+    ]
     assert run.status == "succeeded"

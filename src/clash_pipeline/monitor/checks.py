@@ -202,7 +202,7 @@ select count(*),
     percentile_cont(0.95) within group (order by land_ms),
     percentile_cont(0.95) within group (order by transform_ms)
 from (
-    select * from marts.ingest_run_health
+    select * from ingest_run_health
     where status = 'succeeded' and is_landed and not (run_id::text = any(%s))
     order by started_at desc
     limit %s
