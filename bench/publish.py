@@ -126,9 +126,8 @@ def main() -> None:
     print(f"catch-up build: dbt {catch_up['dbt_s']:.2f} s, publish {catch_up['publish_s']:.2f} s")
     print(f"{'one new snapshot':<20}{'dbt s':>8}{'publish s':>11}{'rows written':>14}")
     for i, b in enumerate(builds, 1):
-        print(
-            f"{'build ' + str(i):<20}{b['dbt_s']:>8.2f}{b['publish_s']:>11.3f}{b['rows_written']:>14}"
-        )
+        label = f"build {i}"
+        print(f"{label:<20}{b['dbt_s']:>8.2f}{b['publish_s']:>11.3f}{b['rows_written']:>14}")
     print(
         f"median: dbt {dbt_s:.2f} s, publish {publish_s:.3f} s ({publish_s / dbt_s:.1%} of dbt), "
         f"{rows:.0f} rows written of {total_rows} published"
