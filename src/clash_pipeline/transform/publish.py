@@ -272,6 +272,7 @@ def _copy_touched_keys(
         ),
         (build_id, plan.undo_relation),
     )
+    conn.execute("analyze _clash_publish_keys")  # a catch-up build touches many keys
     published = _ident(PUBLISHED_SCHEMA, plan.name)
     deleted = conn.execute(
         sql.SQL("delete from {pub} where ({keys}) in (select * from _clash_publish_keys)").format(
