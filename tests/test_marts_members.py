@@ -42,6 +42,7 @@ from clash_pipeline.simulator import DEFAULT_START, SimulatedClashApi, World
 from clash_pipeline.simulator import tables as sim_tables
 from clash_pipeline.simulator.codec import random_tag
 from clash_pipeline.transform.dbt import DbtResult, run_dbt
+from clash_pipeline.transform.publish import publish_all
 from clash_pipeline.warehouse.migrations import migrate
 from tests.plugins.sim_fixtures import SIM_SEED, SIM_TOKEN
 
@@ -165,7 +166,9 @@ def build(
     if not unit_tests:
         args += ["--exclude", "resource_type:unit_test"]
     result = run_dbt(args, db_url=url, home=home, full_refresh=full_refresh, vars=VARS)
-    return result.raise_for_status()
+    result.raise_for_status()
+    publish_all(url)  # dbt by hand: publish marts_build to marts, which the tests read
+    return result
 
 
 def query(url: str, sql: str, *params: Any) -> list[dict]:

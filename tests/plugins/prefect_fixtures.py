@@ -215,7 +215,9 @@ def warehouse(
         pg_server.drop_database(name)
 
 
-def mart_checksums(db_url: str, schemas: tuple[str, ...] = ("marts", "intermediate")) -> dict:
+def mart_checksums(
+    db_url: str, schemas: tuple[str, ...] = ("marts", "marts_build", "intermediate")
+) -> dict:
     """md5 of every table's rows (order-independent), by schema.table."""
     with psycopg.connect(db_url, autocommit=True) as conn:
         tables = conn.execute(

@@ -1,11 +1,16 @@
 """``clash-pipeline build``: dbt build, with a table of what each node did.
 
-:func:`run_build` is also how ``backfill`` rebuilds the marts after loading.
+:func:`run_build` is also how ``backfill`` rebuilds the marts after loading. Like a
+pipeline run, it builds under the warehouse lock inside a restore point and publishes
+the build to ``marts`` when every node passed; a failed build is rolled back and readers
+keep the previous one (:mod:`clash_pipeline.transform.publish`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import uuid
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -18,6 +23,7 @@ from clash_pipeline.settings import load_settings
 
 if TYPE_CHECKING:
     from clash_pipeline.transform.dbt import DbtResult
+    from clash_pipeline.transform.restore import RestorePoint
 
 __all__ = ["build", "run_build"]
 
@@ -46,13 +52,33 @@ def run_build(
     select: list[str] | None = None,
     vars: Mapping[str, Any] | None = None,
 ) -> bool:
-    """dbt build with a per-node table; False (failing nodes on stderr) when anything failed."""
+    """dbt build with a per-node table; False (failing nodes on stderr) when anything failed.
+
+    The build is published to ``marts`` only when it succeeded; otherwise it is
+    rolled back (``marts_build`` as before, ``marts`` unchanged).
+    """
+    from clash_pipeline.transform import restore
     from clash_pipeline.transform.dbt import run_dbt
 
     # dbt's own progress log is replaced by the table below (errors still print)
     args = ["build", "--quiet", *(["--select", *select] if select else [])]
-    with out.status("dbt build"):
-        result = run_dbt(args, db_url=url, home=home, full_refresh=full_refresh, vars=vars)
+    with _warehouse_lock(url), out.status("dbt build"):
+        point = _open_restore_point(url, home, scope="incremental" if select else "full")
+        try:
+            result = run_dbt(
+                args,
+                db_url=restore.build_database_url(url, point.build_id),
+                home=home,
+                full_refresh=full_refresh,
+                vars=vars,
+            )
+        except BaseException as exc:
+            restore.roll_back(url, point.build_id, error={"type": type(exc).__name__})
+            raise
+        if result.failed or not result.success:
+            restore.roll_back(url, point.build_id, error={"type": "DbtBuildFailed"})
+        else:
+            report = restore.publish(url, point.build_id)
     _print_dbt(result)
     if result.failed:
         names = ", ".join(f"{n.resource_type} {n.name}" for n in result.failed)
@@ -65,7 +91,46 @@ def run_build(
     if not result.success:
         err.print(f"[red]error:[/red] {result.error_summary}", highlight=False)
         return False
+    out.print(
+        f"published to marts in {report.seconds:.2f} s "
+        f"({report.rows_inserted} rows written, {report.rows_deleted} replaced)"
+    )
     return True
+
+
+@contextmanager
+def _warehouse_lock(url: str) -> Iterator[None]:
+    """One build per warehouse at a time (the pipeline's lock), waiting up to 10 minutes."""
+    from clash_pipeline.errors import ClashPipelineError
+    from clash_pipeline.warehouse.locks import WAREHOUSE_LOCK_KEY, AdvisoryLock
+
+    lock = AdvisoryLock(
+        url, WAREHOUSE_LOCK_KEY, name="warehouse", application_name="clash-pipeline build"
+    )
+    if not lock.acquire(wait=600.0):
+        raise ClashPipelineError(
+            "another dbt build held the warehouse for more than 600 s",
+            hint="see ops.transform_builds for the running build, then build again",
+        )
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def _open_restore_point(url: str, home: Path, *, scope: str) -> RestorePoint:
+    """Roll back what a stopped build left, then open this build's restore point."""
+    from clash_pipeline import project
+    from clash_pipeline.transform import restore
+
+    restore.roll_back_abandoned(url)
+    return restore.open_restore_point(
+        url,
+        build_id=uuid.uuid4(),
+        scope=scope,
+        project_hash=restore.project_fingerprint(project.project_dir()),
+        models=restore.dbt_models(home / "dbt" / "target" / "manifest.json"),
+    )
 
 
 def _print_dbt(result: DbtResult) -> None:

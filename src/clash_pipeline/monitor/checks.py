@@ -18,7 +18,9 @@ import psycopg
 from clash_pipeline.settings import Settings
 from clash_pipeline.warehouse.connect import one_row
 
-HEALTH = "marts.ingest_run_health"
+#: The marts the checks read, unqualified: the monitor's connection sets ``search_path`` to
+#: ``marts`` (the published build) or, in a pipeline run, ``marts_build`` (the build it judges).
+HEALTH = "ingest_run_health"
 #: A run counts for the checks once it has landed and has not failed (a ``partial`` run
 #: landed and built without what was dropped after the retries: it counts, and
 #: failed_player_fetches says what it lacks).
@@ -184,7 +186,7 @@ group by clan_tag
 select clan_tag, player_tag as subject, donations, donations_received,
     trophies, builder_base_trophies, town_hall_level,
     count(*) over (partition by clan_tag) as member_count
-from marts.members
+from members
 where is_current
 """,
         expectations=(
@@ -208,7 +210,7 @@ select count(*),
     percentile_cont(0.95) within group (order by land_ms),
     percentile_cont(0.95) within group (order by transform_ms)
 from (
-    select * from marts.ingest_run_health
+    select * from ingest_run_health
     where status = 'succeeded' and is_landed and not (run_id::text = any(%s))
     order by started_at desc
     limit %s

@@ -31,6 +31,8 @@ from clash_pipeline.monitor.checks import expectation_parameters
 from clash_pipeline.monitor.context import CHECKPOINT, DATASOURCE, gx_dir, open_context
 from clash_pipeline.monitor.findings import findings_for, read_results
 from clash_pipeline.settings import Settings
+from clash_pipeline.transform.publish import PUBLISHED_SCHEMA
+from clash_pipeline.transform.restore import url_with_setting
 from clash_pipeline.warehouse.connect import connect, one_row
 from clash_pipeline.warehouse.leases import AbandonedRun, close_abandoned_runs
 
@@ -79,26 +81,30 @@ def run_monitor(
     *,
     run_ids: dict[str, uuid.UUID] | None = None,
     overrides: dict[str, float] | None = None,
+    marts_schema: str = PUBLISHED_SCHEMA,
 ) -> MonitorReport:
     """Run the checkpoint for ``clan_tags`` (default: COC_CLAN_TAGS, else every clan seen).
 
     ``run_ids`` names the run each clan's alerts are attributed to (the
     pipeline's current runs); otherwise each clan's latest run. ``overrides``
-    replaces expectation parameters (e.g. ``freshness_hours``).
+    replaces expectation parameters (e.g. ``freshness_hours``). The checks read
+    the marts of ``marts_schema``: the published ``marts``, or, in a pipeline
+    run, ``marts_build`` (the build being judged, not yet published).
     """
     t0 = time.perf_counter()
     abandoned = close_abandoned_runs(db_url)  # judge closed runs, not orphans "running"
-    scope = _read_scope(db_url, settings, clan_tags, overrides or {})
+    marts_url = url_with_setting(db_url, "search_path", marts_schema)
+    scope = _read_scope(marts_url, settings, clan_tags, overrides or {})
     root = _checkpoint_root(settings)
     g0 = time.perf_counter()
-    run_results = _run_checkpoint(root, db_url, scope.params)
+    run_results = _run_checkpoint(root, marts_url, scope.params)
     gx_seconds = time.perf_counter() - g0
-    results = read_results(run_results, db_url)
+    results = read_results(run_results, marts_url)
     findings = findings_for(
         scope.clans,
         results,
         params=scope.params,
-        clans_with_runs=_clans_with_runs(db_url),
+        clans_with_runs=_clans_with_runs(marts_url),
         run_ids={c: (run_ids or {}).get(c) or scope.latest_runs.get(c) for c in scope.clans},
     )
     with connect(db_url) as conn:
@@ -134,8 +140,9 @@ class _Scope:
 def _read_scope(
     db_url: str, settings: Settings, clan_tags: list[str] | None, overrides: dict[str, float]
 ) -> _Scope:
+    """The clans, their latest runs and the bounds (``db_url`` sets the marts' search_path)."""
     with connect(db_url, autocommit=True) as conn:
-        if one_row(conn.execute("select to_regclass('marts.ingest_run_health')"))[0] is None:
+        if one_row(conn.execute("select to_regclass('ingest_run_health')"))[0] is None:
             raise ClashPipelineError(
                 "the warehouse has no marts.ingest_run_health yet: nothing to monitor",
                 hint="run the pipeline once (`clash-pipeline run`) or `clash-pipeline build`",
@@ -143,13 +150,13 @@ def _read_scope(
         known = [
             r[0]
             for r in conn.execute(
-                "select distinct clan_tag from marts.ingest_run_health order by 1"
+                "select distinct clan_tag from ingest_run_health order by 1"
             ).fetchall()
         ]
         latest: dict[str, uuid.UUID] = dict(
             conn.execute(
                 """
-                select distinct on (clan_tag) clan_tag, run_id from marts.ingest_run_health
+                select distinct on (clan_tag) clan_tag, run_id from ingest_run_health
                 where status in ('succeeded', 'partial', 'running') and is_landed
                 order by clan_tag, started_at desc
                 """
@@ -187,7 +194,7 @@ def _run_checkpoint(root: Path, db_url: str, params: dict[str, float]) -> Iterab
 def _clans_with_runs(db_url: str) -> set[str]:
     """Clans with any run at all (the freshness check fails a clan that has none)."""
     with connect(db_url, autocommit=True) as conn:
-        return {r[0] for r in conn.execute("select distinct clan_tag from marts.ingest_run_health")}
+        return {r[0] for r in conn.execute("select distinct clan_tag from ingest_run_health")}
 
 
 def prune_results(root: Path, keep: timedelta = KEEP_RESULTS) -> int:

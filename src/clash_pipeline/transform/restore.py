@@ -18,7 +18,9 @@ them back. A restore point does:
    * ``copy`` (table models, and incremental models without a key): dbt rewrites
      them whole anyway; their current content is copied to ``ops_restore``.
 
-2. After a successful run, :func:`publish` drops the undo rows and copies.
+2. After a successful run, :func:`publish` copies the build to the schema readers
+   read (``marts_build`` to ``marts``, :mod:`clash_pipeline.transform.publish`)
+   and drops the undo rows and copies, in one transaction.
 3. After a failure (in dbt, or in a later phase of the run), :func:`roll_back`
    restores, in one transaction: for each touched key of an ``undo`` relation the
    rows as they were (current rows + deleted - inserted, as multisets); each
@@ -50,6 +52,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.types.json import Jsonb
 
 from clash_pipeline.transform.project_state import ModelInfo, dbt_models, project_fingerprint
+from clash_pipeline.transform.publish import BUILD_SCHEMA, PublishReport, publish_build
 from clash_pipeline.transform.relations import (
     RESTORE_SCHEMA,
     RelationPlan,
@@ -70,9 +73,11 @@ from clash_pipeline.warehouse.connect import connect, one_row
 # ModelInfo, dbt_models, project_fingerprint and RelationPlan live in the modules above;
 # callers know them as part of the restore point, so they are re-exported here.
 __all__ = [
+    "BUILD_SCHEMA",
     "BUILD_SETTING",
     "RESTORE_SCHEMA",
     "ModelInfo",
+    "PublishReport",
     "RelationPlan",
     "RestorePoint",
     "RollbackReport",
@@ -87,12 +92,14 @@ __all__ = [
     "publish",
     "roll_back",
     "roll_back_abandoned",
+    "url_with_setting",
 ]
 
 #: The session setting that names the recording build (set for dbt's connections only).
 BUILD_SETTING = "clash.transform_build"
-#: Without a manifest (first build in a new home), these schemas are protected.
-DEFAULT_SCHEMAS = ("intermediate", "marts")
+#: Always protected (with the schemas of the manifest): dbt's own schemas of the derived
+#: layers. Never ``marts``: readers' copy changes only when a build is published.
+DEFAULT_SCHEMAS = ("intermediate", BUILD_SCHEMA)
 
 
 @dataclass
@@ -127,7 +134,12 @@ class StepCount:
 
 def build_database_url(db_url: str, build_id: uuid.UUID) -> str:
     """``db_url`` whose sessions record their changes for ``build_id`` (libpq ``options``)."""
-    option = f"-c {BUILD_SETTING}={build_id}"
+    return url_with_setting(db_url, BUILD_SETTING, str(build_id))
+
+
+def url_with_setting(db_url: str, name: str, value: str) -> str:
+    """``db_url`` whose sessions start with the setting ``name = value`` (libpq ``options``)."""
+    option = f"-c {name}={value}"
     parts = urlsplit(db_url)
     if parts.scheme in ("postgresql", "postgres") and "://" in db_url:
         query = parse_qsl(parts.query, keep_blank_values=True)
@@ -156,7 +168,7 @@ def open_restore_point(
     clan_tags: Iterable[str] = (),
 ) -> RestorePoint:
     """Plan how to restore every table dbt may change, arm the undo triggers, copy tables."""
-    schemas = sorted({schema for schema, _ in models}) if models else list(DEFAULT_SCHEMAS)
+    schemas = sorted({schema for schema, _ in models or {}} | set(DEFAULT_SCHEMAS))
     point = RestorePoint(build_id=build_id, scope=scope, schemas=schemas)
     with connect(db_url) as conn, conn.transaction():
         for table in list_tables(conn, schemas):
@@ -240,11 +252,26 @@ def last_full_build(db_url: str, project_hash: str) -> bool:
     return bool(published)
 
 
-def publish(db_url: str, build_id: uuid.UUID) -> None:
-    """Keep what the build wrote: drop its undo rows and copies."""
+def publish(db_url: str, build_id: uuid.UUID) -> PublishReport:
+    """Keep what the build wrote: publish it to readers, drop its undo rows and copies.
+
+    One transaction: readers see the previous build until it commits. Publishing
+    a published build again does nothing (a retried task); a rolled back one is
+    refused.
+    """
     with connect(db_url) as conn, conn.transaction():
+        row = conn.execute(
+            "select scope, status from ops.transform_builds where build_id = %s for update",
+            (build_id,),
+        ).fetchone()
+        if row is not None and row[1] == "published":
+            return PublishReport(build_id=build_id)
+        if row is None or row[1] != "running":
+            raise LookupError(f"transform build {build_id} is not running: cannot publish it")
         point = load_restore_point(conn, build_id)
+        report = publish_build(conn, build_id, scope=row[0], plans=point.relations)
         _forget(conn, point, status="published", error=None)
+    return report
 
 
 def roll_back(

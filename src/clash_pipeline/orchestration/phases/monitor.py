@@ -5,10 +5,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import psycopg
+from psycopg import sql
 
 from clash_pipeline.orchestration.model import ClanRun, RunContext
 from clash_pipeline.orchestration.phases.common import always_retriable, log
 from clash_pipeline.settings import load_settings
+from clash_pipeline.transform.publish import BUILD_SCHEMA
 from clash_pipeline.warehouse.connect import connect
 from clash_pipeline.warehouse.runs import PhaseAttempt, error_payload
 
@@ -19,7 +21,8 @@ if TYPE_CHECKING:
 def monitor(ctx: RunContext, runs: list[ClanRun], *, attempt: int = 1) -> dict[str, dict[str, Any]]:
     """The per-run health row (where the anomaly monitor plugs in), by run id.
 
-    The row says how the run went, from its checkpoints and the marts: status,
+    The row says how the run went, from its checkpoints and the marts of the
+    build (``marts_build``: it is not published before the monitor passes): status,
     phase durations, requests and failures, members in the snapshot, rows
     changed, and the time since the clan's previous successful run.
     """
@@ -34,7 +37,7 @@ def monitor(ctx: RunContext, runs: list[ClanRun], *, attempt: int = 1) -> dict[s
     ) as phase:
         with connect(ctx.db_url, autocommit=True) as conn:
             row = conn.execute(
-                "select to_regclass('marts.roster_snapshots') is not null"
+                "select to_regclass(%s) is not null", (f"{BUILD_SCHEMA}.roster_snapshots",)
             ).fetchone()
             has_snapshots = bool(row and row[0])
             health = {str(run.run_id): _health_row(conn, run, has_snapshots) for run in checked}
@@ -69,6 +72,7 @@ def _anomaly_checks(ctx: RunContext, runs: list[ClanRun]) -> dict[str, Any]:
             load_settings(),
             [run.clan_tag for run in runs],
             run_ids={run.clan_tag: run.run_id for run in runs},
+            marts_schema=BUILD_SCHEMA,  # the build this run judges, not yet published
         )
     except Exception as exc:  # noqa: BLE001 - recorded; the run is not failed by it
         from clash_pipeline.warehouse.connect import scrub
@@ -119,7 +123,10 @@ def _health_row(conn: psycopg.Connection[Any], run: ClanRun, has_snapshots: bool
     members_in_snapshot = None
     if has_snapshots and run.landed:
         row = conn.execute(
-            "select member_count from marts.roster_snapshots where run_id = %s", (run.run_id,)
+            sql.SQL("select member_count from {} where run_id = %s").format(
+                sql.Identifier(BUILD_SCHEMA, "roster_snapshots")
+            ),
+            (run.run_id,),
         ).fetchone()
         members_in_snapshot = row[0] if row else None
     gap = (

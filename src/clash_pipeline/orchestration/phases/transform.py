@@ -1,8 +1,10 @@
 """The transform phase: dbt once for the batch, inside a restore point.
 
-A failed build puts every mart back as it was (:mod:`clash_pipeline.transform.restore`);
-a build that the monitor or the publish step rejects later is rolled back by
-:func:`roll_back`, one that passes is kept by :func:`publish`.
+dbt builds into ``marts_build``; readers read ``marts``, the last published build
+(:mod:`clash_pipeline.transform.publish`). A failed build puts every relation of the
+build schemas back as it was (:mod:`clash_pipeline.transform.restore`); a build that
+the monitor or the publish step rejects later is rolled back by :func:`roll_back`, one
+that passes is published (copied to ``marts`` in one transaction) by :func:`publish`.
 """
 
 from __future__ import annotations
@@ -253,8 +255,19 @@ def note_built(runs: list[ClanRun], outcome: BuildOutcome) -> None:
 
 
 def publish(ctx: RunContext, outcome: BuildOutcome) -> None:
-    """Keep what the build wrote (drop its restore point)."""
-    restore.publish(ctx.as_transform().db_url, outcome.build_id)
+    """Keep what the build wrote: readers see it from now on (``marts_build`` to ``marts``)."""
+    report = restore.publish(ctx.as_transform().db_url, outcome.build_id)
+    log().info(
+        "published build %s in %.2f s: %d incremental, %d replaced, %d recreated, "
+        "%d row(s) deleted, %d inserted",
+        outcome.build_id,
+        report.seconds,
+        len(report.incremental),
+        len(report.replaced),
+        len(report.recreated),
+        report.rows_deleted,
+        report.rows_inserted,
+    )
 
 
 def roll_back(ctx: RunContext, outcome: BuildOutcome, error: dict[str, Any]) -> None:
