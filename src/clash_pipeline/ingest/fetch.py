@@ -18,6 +18,7 @@ from typing import Any
 
 import psycopg
 
+from clash_pipeline import shutdown
 from clash_pipeline.clash_api.client import ClashClient, RetryPolicy
 from clash_pipeline.clash_api.ratelimit import RateLimiter
 from clash_pipeline.errors import ClashPipelineError
@@ -81,12 +82,18 @@ async def _fetch_one(
         bundle = await fetch_clan(lambda: nullcontext(client), db_url, recorder)
     except ClashPipelineError as exc:
         return await _failed(outcome, recorder, exc, snapshot_at=None)
+    except BaseException as exc:
+        _stopped(recorder, exc, "fetch")
+        raise
     outcome.failed_requests = failed_requests(bundle)
     outcome.members = bundle.members
     try:
         result = await asyncio.to_thread(land_clan, db_url, recorder, bundle, source=target.source)
     except (psycopg.Error, ClashPipelineError) as exc:
         return await _failed(outcome, recorder, exc, snapshot_at=bundle.snapshot_at)
+    except BaseException as exc:
+        _stopped(recorder, exc, "land")
+        raise
     outcome.land, outcome.status = result, "succeeded"
     await asyncio.to_thread(
         functools.partial(
@@ -108,10 +115,32 @@ async def _failed(
     snapshot_at: datetime | None,
 ) -> FetchOutcome:
     outcome.status, outcome.error = "failed", error_payload(exc)
+    counters = await asyncio.to_thread(recorder.logged_counters)
     await asyncio.to_thread(
-        functools.partial(recorder.finish, "failed", snapshot_at=snapshot_at, error=outcome.error)
+        functools.partial(
+            recorder.finish,
+            "failed",
+            snapshot_at=snapshot_at,
+            error=outcome.error,
+            counters=counters,
+        )
     )
     return outcome
+
+
+def _stopped(recorder: RunRecorder, exc: BaseException, phase: str) -> None:
+    """A signal stopped the fetch: the run is ``cancelled``, with what it sent so far."""
+    stop = shutdown.stop_request(exc)
+    if stop is None:
+        return
+    try:  # synchronous: the task is being cancelled
+        recorder.finish(
+            "cancelled",
+            error=error_payload(stop, phase=phase) | {"signal": stop.signal_name},
+            counters=recorder.logged_counters(),
+        )
+    except (psycopg.Error, ClashPipelineError):
+        pass  # the next run closes it as abandoned
 
 
 async def fetch_clans(
@@ -126,12 +155,16 @@ async def fetch_clans(
     """Fetch and land every clan concurrently under one shared rate limit."""
     limiter = limiter or RateLimiter(settings.coc_requests_per_second, settings.coc_max_concurrency)
     version = schema_version()
-    async with build_client(settings, target, limiter) as client:
-        return list(
-            await asyncio.gather(
-                *(
+    with shutdown.cancel_scope():  # a signal cancels the fetches; each run says cancelled
+        try:
+            async with build_client(settings, target, limiter) as client:
+                runs = (
                     _fetch_one(client, db_url, tag, target, trigger=trigger, version=version)
                     for tag in clan_tags
                 )
-            )
-        )
+                return list(await asyncio.gather(*runs))
+        except asyncio.CancelledError:
+            stop = shutdown.cancelled()
+            if stop is None:
+                raise
+            raise stop from None
