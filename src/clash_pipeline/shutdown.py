@@ -86,6 +86,7 @@ class _State:
         self.blocking = 0  # nested blocking() sections (dbt)
         self.task: tuple[asyncio.AbstractEventLoop, asyncio.Task[Any]] | None = None
         self.children: dict[int, Callable[[], None]] = {}
+        self.on_stop: Callable[[], None] | None = None
 
 
 _state = _State()
@@ -145,6 +146,9 @@ def _handler(signum: int, _frame: FrameType | None) -> None:
         os._exit(128 + _state.signum)
     _state.signum = signum
     if _state.blocking:
+        if _state.on_stop is not None:
+            with contextlib.suppress(Exception):
+                _state.on_stop()
         raise DbtInterrupt(signum)
     target = _state.task
     if target is not None:
@@ -193,14 +197,21 @@ def cancel_scope() -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def blocking() -> Iterator[None]:
-    """A section (dbt) where a signal raises :class:`DbtInterrupt` in the main thread."""
+def blocking(on_stop: Callable[[], None] | None = None) -> Iterator[None]:
+    """A section (dbt) where a signal raises :class:`DbtInterrupt` in the main thread.
+
+    ``on_stop`` runs first (e.g. silence dbt's console: it would report its
+    cancelled nodes and a stack trace).
+    """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     check()
+    saved = _state.on_stop
     _state.blocking += 1
+    _state.on_stop = on_stop
     try:
         yield
     finally:
         _state.blocking -= 1
+        _state.on_stop = saved

@@ -12,6 +12,7 @@ with a stack trace; so does a stop by SIGTERM or SIGINT (exit 143 or 130).
 
 from __future__ import annotations
 
+import gc
 import sys
 
 import typer
@@ -71,7 +72,10 @@ def main() -> None:
                 err.print(f"hint: {exc.hint}", highlight=False)
             sys.exit(exc.exit_code)
         except shutdown.Cancelled as exc:
-            err.print(f"[yellow]{exc.message}[/yellow]", highlight=False)
+            err.print(f"[yellow]{exc.message}[/yellow]", highlight=False, soft_wrap=True)
+            # Exit promptly: the final garbage collection of dbt's and Prefect's objects
+            # can take seconds; the exit handlers (Prefect's server) still run.
+            gc.freeze()
             sys.exit(exc.exit_code)
         except KeyboardInterrupt:
             err.print("interrupted")

@@ -76,9 +76,17 @@ def configure_prefect(home: Path, *, quiet: bool = True) -> dict[str, str]:
 
 
 class _ExpectedErrorsWithoutTraceback(logging.Filter):
-    """Drop the stack trace of expected failures from console lines (the UI keeps it)."""
+    """Drop the stack trace of expected failures from console lines (the UI keeps it).
+
+    After SIGTERM/SIGINT, Prefect's own lines (crashed tasks, a cancelled flow
+    run) are dropped too: the command prints one line for the stop.
+    """
 
     def filter(self, record: logging.LogRecord) -> bool:
+        from clash_pipeline import shutdown
+
+        if shutdown.requested() is not None and record.name.startswith("prefect"):
+            return False  # a stop: Prefect's crash lines say nothing the command's line does not
         exc = record.exc_info[1] if record.exc_info else None
         if exc is not None and _expected(exc):
             record.exc_info = None

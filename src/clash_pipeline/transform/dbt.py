@@ -28,6 +28,7 @@ database password.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import threading
 import time
@@ -69,6 +70,9 @@ _LIBPQ_ENV = {
     "options": "PGOPTIONS",
     "target_session_attrs": "PGTARGETSESSIONATTRS",
 }
+
+# The Python logger dbt writes its console lines to (dbt_common's stdout config).
+_DBT_CONSOLE_LOGGER = "stdout_log"
 
 # Statuses of nodes that make a run unsuccessful.
 _FAILED_STATUSES = frozenset({"error", "fail", "runtime error"})
@@ -247,7 +251,7 @@ def _invoke(full_args: list[str], *, db_url: str, home: Path, project_dir: Path)
         prepare_profiles(home, project_dir)
         try:
             # a signal now raises KeyboardInterrupt in dbt: it cancels its open queries
-            with shutdown.blocking():
+            with shutdown.blocking(on_stop=_mute_console):
                 outcome = dbtRunner().invoke(full_args)
         except shutdown.DbtInterrupt:
             outcome = None
@@ -256,9 +260,16 @@ def _invoke(full_args: list[str], *, db_url: str, home: Path, project_dir: Path)
                 f"dbt {full_args[0]} crashed: {_one_line(str(exc), db_url)}",
                 hint="see the dbt log under <home>/dbt/logs",
             ) from None
+        finally:
+            logging.getLogger(_DBT_CONSOLE_LOGGER).disabled = False
     # dbt returns an interrupt as a failed result: it is a stop request, not a dbt error
     shutdown.check()
     return outcome
+
+
+def _mute_console() -> None:
+    """Stopped by a signal: dbt's console lines (cancelled nodes, a stack trace) say nothing new."""
+    logging.getLogger(_DBT_CONSOLE_LOGGER).disabled = True
 
 
 def dbt_build(
