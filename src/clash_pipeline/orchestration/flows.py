@@ -68,6 +68,10 @@ async def ingest(
 
     Returns the :class:`IngestReport`; when a clan's run failed, the flow run
     ends ``Failed`` and carries :class:`RunsFailedError` (with the report).
+    SIGTERM or SIGINT (how Prefect cancels a flow run's process) at any phase
+    stops it (:mod:`clash_pipeline.shutdown`): an unpublished build is rolled
+    back, the clans' runs are recorded ``cancelled`` with their counters, and
+    the flow run ends ``Cancelled`` (with the report).
     """
     options = options or PipelineOptions()
     # SIGTERM/SIGINT (a Prefect cancellation too) stop the run here, whatever its phase
