@@ -37,6 +37,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from clash_pipeline.clash_api import sent
 from clash_pipeline.clash_api.endpoints import ENDPOINTS, build_path, limit_params
 from clash_pipeline.clash_api.errors import MalformedResponseError, TransportError
 from clash_pipeline.clash_api.failures import failure_hint, failure_message
@@ -254,8 +255,10 @@ class ClashClient:
                 tally.requested_at = self._clock()
                 tally.started = time.perf_counter()
             tally.attempts += 1
+            sent.attempt_started(first=tally.attempts == 1)
             attempt_started = time.perf_counter()
             outcome = await self._attempt(endpoint, self._base_url + path)
+            sent.answered(outcome.status)
             if outcome.status is not None and outcome.status != 429:
                 self.limiter.accepted()
         logger.debug(

@@ -7,15 +7,17 @@ options, call the library and print; what several share is in
 
 Expected failures (bad tag, missing token, unreachable database, bad file) end
 with ``error: ...`` and ``hint: ...`` on stderr and a non-zero exit code, never
-with a stack trace.
+with a stack trace; so does a stop by SIGTERM or SIGINT (exit 143 or 130).
 """
 
 from __future__ import annotations
 
+import gc
 import sys
 
 import typer
 
+from clash_pipeline import shutdown
 from clash_pipeline.cli import (
     api,
     backfill,
@@ -56,14 +58,25 @@ app.add_typer(db.app, name="db")
 
 
 def main() -> None:
-    """The console script: run the app, expected failures as one ``error:`` line."""
-    try:
-        app()
-    except ClashPipelineError as exc:
-        err.print(f"[red]error:[/red] {exc.message}", highlight=False)
-        if exc.hint:
-            err.print(f"hint: {exc.hint}", highlight=False)
-        sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
-        err.print("interrupted")
-        sys.exit(130)
+    """The console script: run the app, expected failures as one ``error:`` line.
+
+    SIGTERM and SIGINT stop any command cleanly (:mod:`clash_pipeline.shutdown`):
+    one ``cancelled by SIG...`` line, exit status 143 or 130.
+    """
+    with shutdown.install():
+        try:
+            app()
+        except ClashPipelineError as exc:
+            err.print(f"[red]error:[/red] {exc.message}", highlight=False)
+            if exc.hint:
+                err.print(f"hint: {exc.hint}", highlight=False)
+            sys.exit(exc.exit_code)
+        except shutdown.Cancelled as exc:
+            err.print(f"[yellow]{exc.message}[/yellow]", highlight=False, soft_wrap=True)
+            # Exit promptly: the final garbage collection of dbt's and Prefect's objects
+            # can take seconds; the exit handlers (Prefect's server) still run.
+            gc.freeze()
+            sys.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            err.print("interrupted")
+            sys.exit(130)

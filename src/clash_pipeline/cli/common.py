@@ -7,10 +7,15 @@ so that a test can replace one of them in one place.
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import sys
 from collections.abc import Coroutine
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
+from clash_pipeline import shutdown
 from clash_pipeline.clash_api.tags import normalize_tag
 from clash_pipeline.cli.output import err
 from clash_pipeline.errors import ClashPipelineError, ConfigError
@@ -79,11 +84,28 @@ def parse_time(value: str) -> datetime:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
-def use_prefect(settings: Settings, *, verbose: bool) -> None:
-    """Prefect's local, offline, quiet environment (before Prefect is imported)."""
-    from clash_pipeline.orchestration.runtime import configure_prefect
+def use_prefect(settings: Settings, *, verbose: bool, local_server: bool = True) -> None:
+    """Prefect's local, offline, quiet environment (before Prefect is imported).
+
+    With no Prefect API configured and ``local_server``, a temporary Prefect
+    server is started for this command (it stops with it, even on ``kill -9``).
+    """
+    from clash_pipeline.orchestration.runtime import configure_prefect, start_local_server
 
     configure_prefect(settings.home, quiet=not verbose)
+    if local_server and not _prefect_api_configured():
+        with err.status("starting a temporary Prefect server"):
+            start_local_server(Path(os.environ["PREFECT_HOME"]))
+
+
+def _prefect_api_configured() -> bool:
+    if os.environ.get("PREFECT_API_URL"):
+        return True
+    if "prefect.settings" not in sys.modules:
+        return False  # not imported yet: nothing but the environment can name a server
+    from prefect.settings import get_current_settings
+
+    return bool(get_current_settings().api.url)  # e.g. a test harness
 
 
 def run_ingest_flow(tags: list[str], api: ApiSpec | None, options: PipelineOptions) -> IngestReport:
@@ -100,6 +122,8 @@ def run_ingest_flow(tags: list[str], api: ApiSpec | None, options: PipelineOptio
     )
     state = asyncio.run(flow_run)
     result = state.result(raise_on_failure=False)
+    if state.is_cancelled():
+        raise _cancelled(result if isinstance(result, IngestReport) else None)
     if isinstance(result, RunsFailedError):
         return result.report
     if isinstance(result, IngestReport):
@@ -109,4 +133,21 @@ def run_ingest_flow(tags: list[str], api: ApiSpec | None, options: PipelineOptio
     raise ClashPipelineError(
         f"the ingest flow ended {state.type.value.lower()}: {state.message}",
         hint="see the Prefect log lines above",
+    )
+
+
+def _cancelled(report: IngestReport | None) -> shutdown.Cancelled:
+    """The flow run stopped on a signal (or was cancelled in Prefect): what it left."""
+    signum = shutdown.requested() or signal.SIGTERM
+    if report is None:
+        return shutdown.Cancelled(signum, detail="no clan run was started")
+    marts = (
+        "the build was published before the stop"
+        if report.build is not None
+        else "the marts are as they were before the run"
+    )
+    return shutdown.Cancelled(
+        signum,
+        detail=f"{len(report.cancelled)} clan run(s) recorded as cancelled in "
+        f"ops.ingest_runs; {marts}; the next run catches up",
     )

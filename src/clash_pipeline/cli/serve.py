@@ -56,7 +56,7 @@ def serve(
     )
 
     settings = load_settings()
-    common.use_prefect(settings, verbose=True)
+    common.use_prefect(settings, verbose=True, local_server=False)  # its own server below
     specs = load_deployment_specs(crons={INGEST_FLOW: ingest_cron, MONITOR_FLOW: monitor_cron})
     _print_deployments(specs)
     if check:
@@ -97,13 +97,21 @@ def _prefect_server(settings: Settings, port: int) -> Iterator[str]:
         return
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
+    from clash_pipeline.orchestration.runtime import child_preexec
+
     api_url = f"http://127.0.0.1:{port}/api"
     log_path = settings.home / "prefect" / "server.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     prefect_cli = Path(sys.executable).with_name("prefect")
     command = [str(prefect_cli), "server", "start", "--host", "127.0.0.1", "--port", str(port)]
     with open(log_path, "ab") as log_file:
-        server = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT)
+        server = subprocess.Popen(  # noqa: S603 - our own prefect, fixed arguments
+            command,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            preexec_fn=child_preexec,  # noqa: PLW1509 - dies with this command, even on kill -9
+            start_new_session=True,  # Ctrl-C reaches serve, which stops the server
+        )
     try:
         with err.status(f"starting a local Prefect server on 127.0.0.1:{port}"):
             _wait_until_healthy(server, api_url, log_path, port)

@@ -18,6 +18,7 @@ from typing import Any
 
 import psycopg
 
+from clash_pipeline import shutdown
 from clash_pipeline.clash_api.client import ClashClient, RetryPolicy, limiter_from_settings
 from clash_pipeline.clash_api.ratelimit import RateLimiter
 from clash_pipeline.errors import ClashPipelineError
@@ -84,6 +85,9 @@ async def _fetch_one(
         bundle = await fetch_clan(lambda: nullcontext(client), db_url, recorder)
     except ClashPipelineError as exc:
         return await _failed(outcome, recorder, exc, snapshot_at=None)
+    except BaseException as exc:
+        _stopped(recorder, exc, "fetch")
+        raise
     outcome.failed_requests = failed_requests(bundle)
     outcome.members = bundle.members
     outcome.dropped_requests = len(bundle.dropped)
@@ -92,6 +96,9 @@ async def _fetch_one(
         result = await asyncio.to_thread(land_clan, db_url, recorder, bundle, source=target.source)
     except (psycopg.Error, ClashPipelineError) as exc:
         return await _failed(outcome, recorder, exc, snapshot_at=bundle.snapshot_at)
+    except BaseException as exc:
+        _stopped(recorder, exc, "land")
+        raise
     # landed without what was dropped after the retries: partial
     outcome.land, outcome.status = result, "partial" if bundle.dropped else "succeeded"
     summary = (
@@ -120,10 +127,32 @@ async def _failed(
     snapshot_at: datetime | None,
 ) -> FetchOutcome:
     outcome.status, outcome.error = "failed", error_payload(exc)
+    counters = await asyncio.to_thread(recorder.logged_counters)
     await asyncio.to_thread(
-        functools.partial(recorder.finish, "failed", snapshot_at=snapshot_at, error=outcome.error)
+        functools.partial(
+            recorder.finish,
+            "failed",
+            snapshot_at=snapshot_at,
+            error=outcome.error,
+            counters=counters,
+        )
     )
     return outcome
+
+
+def _stopped(recorder: RunRecorder, exc: BaseException, phase: str) -> None:
+    """A signal stopped the fetch: the run is ``cancelled``, with what it sent so far."""
+    stop = shutdown.stop_request(exc)
+    if stop is None:
+        return
+    try:  # synchronous: the task is being cancelled
+        recorder.finish(
+            "cancelled",
+            error=error_payload(stop, phase=phase) | {"signal": stop.signal_name},
+            counters=recorder.logged_counters(),
+        )
+    except (psycopg.Error, ClashPipelineError):
+        pass  # the next run closes it as abandoned
 
 
 async def fetch_clans(
@@ -139,12 +168,16 @@ async def fetch_clans(
     limiter = limiter or limiter_from_settings(settings)
     version = schema_version()
     await asyncio.to_thread(close_abandoned_runs, db_url)  # runs of processes that died
-    async with build_client(settings, target, limiter) as client:
-        return list(
-            await asyncio.gather(
-                *(
+    with shutdown.cancel_scope():  # a signal cancels the fetches; each run says cancelled
+        try:
+            async with build_client(settings, target, limiter) as client:
+                runs = (
                     _fetch_one(client, db_url, tag, target, trigger=trigger, version=version)
                     for tag in clan_tags
                 )
-            )
-        )
+                return list(await asyncio.gather(*runs))
+        except asyncio.CancelledError:
+            stop = shutdown.cancelled()
+            if stop is None:
+                raise
+            raise stop from None

@@ -19,6 +19,7 @@ from typing import Any
 
 import psycopg
 
+from clash_pipeline.clash_api import sent
 from clash_pipeline.clash_api.client import ClashClient
 from clash_pipeline.errors import ConfigError, DatabaseError
 from clash_pipeline.ingest.bundle import ClanBundle, fetch_clan_bundle, known_ended_cwl_wars
@@ -105,8 +106,16 @@ async def fetch_clan(
         "fetch", [recorder], attempt=attempt, retries=retries, retriable=fetch_retriable, log=log
     ) as phase:
         ended = await asyncio.to_thread(_ended_cwl_wars, db_url, clan_tag)
-        async with open_client() as client:
-            bundle = await fetch_clan_bundle(client, clan_tag, known_ended_cwl_wars=ended)
+        with sent.counting() as counts:
+            try:
+                async with open_client() as client:
+                    bundle = await fetch_clan_bundle(client, clan_tag, known_ended_cwl_wars=ended)
+            finally:  # a failed or cancelled attempt still says what it sent
+                phase.failure_measures = {
+                    "requests": counts.requests,
+                    "retries": counts.retries,
+                    "throttled": counts.throttled,
+                }
         failed = bundle.failed
         await phase.arecord(
             recorder,

@@ -25,8 +25,9 @@ from prefect import State, flow, task
 from prefect.artifacts import acreate_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
-from prefect.states import Failed
+from prefect.states import Cancelled, Failed
 
+from clash_pipeline import shutdown
 from clash_pipeline.clash_api.ratelimit import RateLimiter
 from clash_pipeline.orchestration import tasks
 from clash_pipeline.orchestration.model import (
@@ -37,6 +38,8 @@ from clash_pipeline.orchestration.model import (
     RunsFailedError,
 )
 from clash_pipeline.orchestration.options import ApiSpec, PipelineOptions
+from clash_pipeline.orchestration.phases import runs as run_rows
+from clash_pipeline.orchestration.phases import transform as transform_phase
 from clash_pipeline.orchestration.phases.common import log
 from clash_pipeline.orchestration.phases.context import resolve_context
 from clash_pipeline.orchestration.phases.ingest import note_fetched, note_landed
@@ -65,8 +68,27 @@ async def ingest(
 
     Returns the :class:`IngestReport`; when a clan's run failed, the flow run
     ends ``Failed`` and carries :class:`RunsFailedError` (with the report).
+    SIGTERM or SIGINT (how Prefect cancels a flow run's process) at any phase
+    stops it (:mod:`clash_pipeline.shutdown`): an unpublished build is rolled
+    back, the clans' runs are recorded ``cancelled`` with their counters, and
+    the flow run ends ``Cancelled`` (with the report).
     """
     options = options or PipelineOptions()
+    # SIGTERM/SIGINT (a Prefect cancellation too) stop the run here, whatever its phase
+    with shutdown.install(), shutdown.cancel_scope():
+        try:
+            return await _ingest(clan_tags, api, options)
+        except BaseException as exc:
+            stop = shutdown.stop_request(exc)
+            if stop is None:
+                raise
+            _uncancel()
+            return Cancelled(message=stop.message)
+
+
+async def _ingest(
+    clan_tags: list[str] | None, api: ApiSpec | None, options: PipelineOptions
+) -> IngestReport | State[Any]:
     phase = tasks.configured(options)
     clock = _StageClock()
     ctx, tags = await asyncio.to_thread(
@@ -74,17 +96,61 @@ async def ingest(
     )
     report = IngestReport(batch_id=ctx.batch_id, flow_run_id=ctx.flow_run_id)
     with ClanLocks(ctx.db_url, tags, options) as locks:  # one run per clan
-        await asyncio.to_thread(locks.acquire)
-        report.runs = await tasks.open_runs(ctx, tags, locks.busy)
-        clock.lap("start")
-        await _fetch_and_land(ctx, phase, report.runs)  # per clan, concurrently
-        clock.lap("fetch_land")
-        await _transform_check_publish(ctx, phase, report, locks, clock)  # dbt once
-        await tasks.close_runs(ctx, report.runs)
-        clock.lap("close")
+        try:
+            await asyncio.to_thread(locks.acquire)
+            report.runs = await tasks.open_runs(ctx, tags, locks.busy)
+            clock.lap("start")
+            report.stage = "fetch"
+            await _fetch_and_land(ctx, phase, report.runs)  # per clan, concurrently
+            clock.lap("fetch_land")
+            await _transform_check_publish(ctx, phase, report, locks, clock)  # dbt once
+            report.stage = "close"
+            await tasks.close_runs(ctx, report.runs)
+            clock.lap("close")
+        except BaseException as exc:
+            stop = shutdown.stop_request(exc)
+            if stop is None:
+                raise
+            _uncancel()
+            _stop_runs(ctx, report, stop)
+            return Cancelled(
+                message=f"{stop.message}: {len(report.cancelled)} clan run(s) cancelled",
+                data=report,
+            )
     report.stage_seconds, report.wall_seconds = clock.laps, clock.total
     await _summary_artifact(report)
     return _final_state(report)
+
+
+def _stop_runs(ctx: RunContext, report: IngestReport, stop: shutdown.Cancelled) -> None:
+    """A signal stopped the batch: roll back its unpublished build, record the runs cancelled.
+
+    Synchronous on purpose: the flow's task is being cancelled, nothing more is awaited.
+    """
+    log().info("%s during %s: stopping the run", stop.message, report.stage)
+    build = report.pending_build
+    if build is not None:
+        try:
+            transform_phase.roll_back(ctx, build, error_payload(stop, phase=report.stage))
+            report.pending_build = None
+        except Exception as exc:  # noqa: BLE001 - the next build rolls it back first
+            log().error("could not roll back build %s now: %s", build.build_id, exc)
+    for run in report.runs:
+        if run.landed:
+            run.cancel(report.stage, stop)
+        else:
+            run.cancel("land" if run.snapshot_at is not None else "fetch", stop)
+    try:
+        run_rows.close_runs(ctx, report.runs)
+    except Exception as exc:  # noqa: BLE001 - the next run closes them as abandoned
+        log().error("could not record the cancelled runs: %s", exc)
+
+
+def _uncancel() -> None:
+    """The flow's task was cancelled to stop it; it finishes its own cleanup normally."""
+    task = asyncio.current_task()
+    while task is not None and task.cancelling():
+        task.uncancel()
 
 
 @flow(
@@ -257,27 +323,32 @@ async def _transform_check_publish(
             run.fail("lock", RuntimeError(f"the lock of clan {tag} was lost (connection dropped)"))
     landed = [r for r in report.runs if r.active and r.landed]
     checked = [r for r in report.runs if r.status != "skipped"]
-    build: BuildOutcome | None = None
     if landed and not ctx.options.build_marts:
         await tasks.defer_transform(ctx, landed)
         landed = []
-    if landed:
-        warehouse = warehouse_lock(ctx)  # one dbt build per warehouse at a time
+    if not landed:
+        report.stage = "monitor"
+        await _check_and_settle(ctx, phase, report, landed, checked, None)
+        clock.lap("monitor")
+        return
+    warehouse = warehouse_lock(ctx)  # one dbt build per warehouse at a time
+    try:
+        report.stage = "transform"
+        build: BuildOutcome | None = None
         try:
             await asyncio.to_thread(take_warehouse_lock, warehouse, ctx)
-            build = phase["transform"](ctx, landed)
+            build = report.pending_build = phase["transform"](ctx, landed)
             note_built(landed, build)
         except Exception as exc:  # noqa: BLE001 - every landed run fails with it
             for run in landed:
                 run.fail("transform", exc)
             warehouse.release()
         clock.lap("transform")
-        try:
-            await _check_and_settle(ctx, phase, report, landed, checked, build)
-        finally:
-            warehouse.release()
-    else:
-        await _check_and_settle(ctx, phase, report, landed, checked, None)
+        report.stage = "monitor"
+        await _check_and_settle(ctx, phase, report, landed, checked, build)
+        report.pending_build = None
+    finally:
+        warehouse.release()
     clock.lap("monitor")
 
 

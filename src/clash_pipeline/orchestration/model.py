@@ -11,6 +11,7 @@ from typing import Any
 from clash_pipeline.clash_api.ratelimit import AdaptivePacing
 from clash_pipeline.errors import ClashPipelineError
 from clash_pipeline.orchestration.options import ApiSpec, PipelineOptions
+from clash_pipeline.shutdown import Cancelled
 from clash_pipeline.warehouse.runs import RunRecorder, error_payload
 
 #: Transform steps recorded per run: (ops step name, dbt model).
@@ -72,7 +73,7 @@ class ClanRun:
     clan_tag: str
     run_id: uuid.UUID
     started_at: datetime
-    status: str = "running"  # running | succeeded | partial | failed | skipped
+    status: str = "running"  # running | succeeded | partial | failed | skipped | cancelled
     error: dict[str, Any] | None = None
     landed: bool = False
     snapshot_at: datetime | None = None
@@ -103,6 +104,13 @@ class ClanRun:
             return
         self.status = "failed"
         self.error = error_payload(exc, phase=phase)
+
+    def cancel(self, phase: str, stop: Cancelled) -> None:
+        """Mark the run cancelled by a signal while in ``phase`` (unless it already ended)."""
+        if self.status != "running":
+            return
+        self.status = "cancelled"
+        self.error = error_payload(stop, phase=phase) | {"signal": stop.signal_name}
 
     def counters(self) -> dict[str, int]:
         return {
@@ -150,10 +158,18 @@ class IngestReport:
     build: BuildOutcome | None = None
     stage_seconds: dict[str, float] = field(default_factory=dict)
     wall_seconds: float = 0.0
+    #: Where the batch is (start, fetch, transform, monitor, close): a cancelled run says so.
+    stage: str = "start"
+    #: A build that is neither published nor rolled back yet (rolled back if the run stops).
+    pending_build: BuildOutcome | None = None
 
     @property
     def failed(self) -> list[ClanRun]:
         return [r for r in self.runs if r.status == "failed"]
+
+    @property
+    def cancelled(self) -> list[ClanRun]:
+        return [r for r in self.runs if r.status == "cancelled"]
 
     @property
     def skipped(self) -> list[ClanRun]:

@@ -18,13 +18,17 @@ and machines the orchestrator serialises dbt runs per warehouse.
 when models or tests fail; :meth:`DbtResult.raise_for_status` turns a failed
 run into a :class:`DbtRunError`. A dbt that cannot run at all (bad arguments,
 a project that does not parse, an unreachable database) raises
-:class:`DbtError` straight away. Messages are one line and never contain the
+:class:`DbtError` straight away. SIGTERM or SIGINT while dbt runs makes dbt
+cancel its open queries and stop; ``run_dbt`` then raises
+:class:`clash_pipeline.shutdown.Cancelled` (never a :class:`DbtError`, which
+would be retried). Messages are one line and never contain the
 database password.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import threading
 import time
@@ -37,7 +41,7 @@ from typing import Any
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
-from clash_pipeline import project
+from clash_pipeline import project, shutdown
 from clash_pipeline.errors import ClashPipelineError
 from clash_pipeline.warehouse.connect import scrub
 
@@ -66,6 +70,9 @@ _LIBPQ_ENV = {
     "options": "PGOPTIONS",
     "target_session_attrs": "PGTARGETSESSIONATTRS",
 }
+
+# The Python logger dbt writes its console lines to (dbt_common's stdout config).
+_DBT_CONSOLE_LOGGER = "stdout_log"
 
 # Statuses of nodes that make a run unsuccessful.
 _FAILED_STATUSES = frozenset({"error", "fail", "runtime error"})
@@ -243,12 +250,26 @@ def _invoke(full_args: list[str], *, db_url: str, home: Path, project_dir: Path)
     with _DBT_LOCK, _environ(env):
         prepare_profiles(home, project_dir)
         try:
-            return dbtRunner().invoke(full_args)
+            # a signal now raises KeyboardInterrupt in dbt: it cancels its open queries
+            with shutdown.blocking(on_stop=_mute_console):
+                outcome = dbtRunner().invoke(full_args)
+        except shutdown.DbtInterrupt:
+            outcome = None
         except Exception as exc:  # noqa: BLE001 - dbt's own crash, reported in one line
             raise DbtError(
                 f"dbt {full_args[0]} crashed: {_one_line(str(exc), db_url)}",
                 hint="see the dbt log under <home>/dbt/logs",
             ) from None
+        finally:
+            logging.getLogger(_DBT_CONSOLE_LOGGER).disabled = False
+    # dbt returns an interrupt as a failed result: it is a stop request, not a dbt error
+    shutdown.check()
+    return outcome
+
+
+def _mute_console() -> None:
+    """Stopped by a signal: dbt's console lines (cancelled nodes, a stack trace) say nothing new."""
+    logging.getLogger(_DBT_CONSOLE_LOGGER).disabled = True
 
 
 def dbt_build(

@@ -25,6 +25,7 @@ from typing import Any
 
 import psycopg
 
+from clash_pipeline import shutdown
 from clash_pipeline.warehouse.connect import connect
 
 __all__ = [
@@ -105,6 +106,7 @@ class AdvisoryLock:
                 if not told and on_wait is not None:
                     on_wait(elapsed)
                     told = True
+                shutdown.check()  # SIGTERM/SIGINT: stop waiting
                 time.sleep(min(self.poll_seconds, max(0.0, wait - elapsed)))
         except BaseException:
             conn.close()

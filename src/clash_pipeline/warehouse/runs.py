@@ -23,6 +23,7 @@ from typing import Any, TypedDict, Unpack
 import psycopg
 from psycopg.types.json import Jsonb
 
+from clash_pipeline import shutdown
 from clash_pipeline.errors import ClashPipelineError
 from clash_pipeline.versions import ingestion_version
 from clash_pipeline.warehouse import leases
@@ -196,6 +197,25 @@ class RunRecorder:
             ),
         )
 
+    def logged_counters(self) -> dict[str, int]:
+        """Requests, retries and 429s of every fetch attempt so far, failed ones included.
+
+        The counters of a run that never landed (its fetch failed or was
+        cancelled): each fetch attempt's checkpoint row says what it sent.
+        """
+        with connect(self.db_url, autocommit=True) as conn:
+            row = conn.execute(
+                """
+                select coalesce(sum(requests), 0), coalesce(sum(retries), 0),
+                    coalesce(sum(throttled), 0)
+                from ops.ingest_logs
+                where run_id = %s and phase = 'fetch' and step is null
+                """,
+                (self.run_id,),
+            ).fetchone()
+        requests, retries, throttled = row if row else (0, 0, 0)
+        return {"requests": int(requests), "retries": int(retries), "throttled": int(throttled)}
+
     def finish(
         self,
         status: str,
@@ -270,9 +290,11 @@ class PhaseAttempt:
     The body records what it did with :meth:`record` (or :meth:`arecord` in async
     code). When the body raises, every run gets a row for the attempt saying
     ``retrying`` (when another attempt follows: ``attempt <= retries`` and the
-    error is ``retriable``) or ``failed``, with the error, and the exception goes
-    on. Such a row that cannot be written is logged, never raised: the phase's own
-    error is the one that matters. Use it as ``with`` or ``async with`` (the
+    error is ``retriable``) or ``failed``, with the error and
+    :attr:`failure_measures`, and the exception goes on; when a signal stopped
+    it (:mod:`clash_pipeline.shutdown`), the row says ``cancelled``. Such a
+    row that cannot be written is logged, never raised: the phase's own error
+    is the one that matters. Use it as ``with`` or ``async with`` (the
     failure rows are then written in a thread, off the event loop).
     """
 
@@ -295,6 +317,8 @@ class PhaseAttempt:
         self.started_at = utc_now()
         #: Details for the failure rows, set by the body before it raises.
         self.failure_details: dict[str, Any] | None = None
+        #: Counts for the failure rows (e.g. the requests sent before the fetch failed).
+        self.failure_measures: Measures = {}
 
     def record(
         self,
@@ -332,12 +356,19 @@ class PhaseAttempt:
         """``retrying`` when another attempt follows this failure, else ``failed``."""
         return "retrying" if self.attempt <= self.retries and self.retriable(exc) else "failed"
 
-    def _record_failure(self, exc: Exception) -> None:
-        status = self.failure_status(exc)
+    def _record_failure(self, exc: BaseException) -> None:
+        cancel = shutdown.stop_request(exc)
+        if cancel is not None:
+            status, exc = "cancelled", cancel
+        else:
+            status = self.failure_status(exc)
         error = error_payload(exc, phase=self.phase)
+        measures = self.failure_measures.copy()
+        measures["details"] = self.failure_details or {}
         clans = [r.clan_tag for r in self.recorders]
         who = f"clan {clans[0]}: " if len(clans) == 1 and clans[0] else ""
-        self.log.warning("%s%s attempt %d %s: %s", who, self.phase, self.attempt, status, exc)
+        level = logging.INFO if cancel is not None else logging.WARNING  # the CLI says it once
+        self.log.log(level, "%s%s attempt %d %s: %s", who, self.phase, self.attempt, status, exc)
         for recorder in self.recorders:
             try:
                 recorder.checkpoint(
@@ -347,7 +378,7 @@ class PhaseAttempt:
                     clan_tag=recorder.clan_tag,
                     attempt=self.attempt,
                     error=error,
-                    details=self.failure_details or {},
+                    **measures,
                 )
             except (psycopg.Error, ClashPipelineError) as record_exc:
                 self.log.error(
@@ -367,7 +398,7 @@ class PhaseAttempt:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if isinstance(exc, Exception):
+        if exc is not None and (isinstance(exc, Exception) or shutdown.stop_request(exc)):
             self._record_failure(exc)
 
     async def __aenter__(self) -> PhaseAttempt:
@@ -381,3 +412,5 @@ class PhaseAttempt:
     ) -> None:
         if isinstance(exc, Exception):
             await asyncio.to_thread(self._record_failure, exc)
+        elif exc is not None and shutdown.stop_request(exc) is not None:
+            self._record_failure(exc)  # the task is being cancelled: no more awaiting

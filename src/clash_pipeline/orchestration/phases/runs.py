@@ -33,7 +33,11 @@ def open_runs(ctx: RunContext, clan_tags: list[str], busy: dict[str, str]) -> li
 
 
 def close_runs(ctx: RunContext, runs: list[ClanRun]) -> None:
-    """Write every run's outcome, counters and health row to ``ops.ingest_runs``."""
+    """Write every run's outcome, counters and health row to ``ops.ingest_runs``.
+
+    A run that never landed (failed or cancelled) gets the requests, retries
+    and 429s its fetch attempts recorded in ``ops.ingest_logs``.
+    """
     for run in runs:
         if run.status == "skipped":
             continue
@@ -49,11 +53,15 @@ def close_runs(ctx: RunContext, runs: list[ClanRun]) -> None:
         error = run.error
         if error is None and run.failed_request_list:
             error = {"failed_requests": run.failed_request_list}
-        ctx.recorder(run).finish(
+        recorder = ctx.recorder(run)
+        counters = run.counters()
+        if not run.landed:  # failed or cancelled before landing: what its fetches sent
+            counters |= recorder.logged_counters()
+        recorder.finish(
             run.status,
             snapshot_at=run.snapshot_at,
             error=error,
-            counters=run.counters(),
+            counters=counters,
             summary=summary,
             rows_changed=run.rows_changed,
         )
