@@ -285,11 +285,12 @@ def _print_demo_summary(
     runs = [run for report in reports for run in report.runs]
     counts = _warehouse_counts(url, tags)
     ok = sum(r.status == "succeeded" for r in runs)
+    partial = sum(r.status == "partial" for r in runs)
     failed = sum(r.status == "failed" for r in runs)
     table = Table(title=f"demo: {len(tags)} clan(s), {plan.days} days x {plan.runs_per_day} runs")
     table.add_column("what")
     table.add_column("value", justify="right")
-    table.add_row("clan runs (succeeded / failed)", f"{ok} / {failed}")
+    table.add_row("clan runs (succeeded / partial / failed)", f"{ok} / {partial} / {failed}")
     table.add_row(
         "API requests (retries)",
         f"{sum(r.requests for r in runs)} ({sum(r.retries for r in runs)})",
@@ -339,7 +340,8 @@ def _print_next_steps(url: str) -> None:
     )
     out.print(
         "  Prefect: the flow runs and their summary artifacts are in Prefect's local "
-        f"database; PREFECT_HOME={prefect_home} uv run prefect server start shows them"
+        f"database; PREFECT_HOME={prefect_home} prefect server start shows them "
+        "(from a checkout: uv run prefect server start)"
     )
     out.print(
         "  the API and dashboard: clash-pipeline api --port 8080, then "
