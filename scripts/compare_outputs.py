@@ -536,14 +536,30 @@ def normalised(
 
     relations = {}
     for name, relation in dump["relations"].items():
-        masked = WALL_CLOCK_COLUMNS.get(name, NONE) | (ignored or {}).get(name, NONE)
-        rows = stable(relation["rows"], masked)
+        dropped = (ignored or {}).get(name, NONE)
+        rows = _dropped(stable(relation["rows"], WALL_CLOCK_COLUMNS.get(name, NONE)), dropped)
         relations[name] = {**relation, "rows": sorted(rows, key=_sort_key)}
+        if dropped and isinstance(relation.get("columns"), list):
+            relations[name]["columns"] = [
+                c for c in relation["columns"] if str(c).split(" ")[0] not in dropped
+            ]
     api = {}
     for path, answer in dump["api"].items():
-        body = stable(answer["body"], WALL_CLOCK_KEYS.get(path.split("?")[0], NONE))
-        api[path] = {**answer, "body": body}
+        endpoint = path.split("?")[0]
+        body = stable(answer["body"], WALL_CLOCK_KEYS.get(endpoint, NONE))
+        api[path] = {**answer, "body": _dropped(body, (ignored or {}).get(endpoint, NONE))}
     return {**dump, "relations": relations, "api": api}
+
+
+def _dropped(value: Any, keys: frozenset[str]) -> Any:
+    """``value`` without the keys in ``keys`` (at any depth): changed on purpose, or added."""
+    if not keys:
+        return value
+    if isinstance(value, dict):
+        return {key: _dropped(item, keys) for key, item in value.items() if key not in keys}
+    if isinstance(value, list):
+        return [_dropped(item, keys) for item in value]
+    return value
 
 
 def compare_dumps(
@@ -602,8 +618,10 @@ def ignored_columns(specs: Sequence[str]) -> dict[str, frozenset[str]]:
     ignored: dict[str, set[str]] = {}
     for spec in specs:
         relation, _, column = spec.rpartition(".")
-        if "." not in relation or not column:
-            raise SystemExit(f"error: --ignore {spec!r} is not SCHEMA.RELATION.COLUMN")
+        if not column or ("." not in relation and not relation.startswith("/")):
+            raise SystemExit(
+                f"error: --ignore {spec!r} is not SCHEMA.RELATION.COLUMN or /ENDPOINT.KEY"
+            )
         ignored.setdefault(relation, set()).add(column)
     return {relation: frozenset(columns) for relation, columns in ignored.items()}
 
@@ -650,7 +668,8 @@ def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
         action="append",
         default=[],
         metavar="SCHEMA.RELATION.COLUMN",
-        help="a column the change altered on purpose: masked on both sides (repeatable)",
+        help="a column (or /ENDPOINT.KEY of an API body) the change altered or added on "
+        "purpose: left out on both sides (repeatable)",
     )
     return parser.parse_args(argv)
 

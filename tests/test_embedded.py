@@ -243,7 +243,8 @@ def test_concurrent_starts_make_one_server(tmp_path):
         EmbeddedPostgres(home).stop()
 
 
-def test_connect_to_a_closed_port_is_a_clear_error():
+def test_connect_to_a_closed_port_is_a_clear_error(monkeypatch):
+    monkeypatch.delenv("DATABASE_URL", raising=False)
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
@@ -255,9 +256,17 @@ def test_connect_to_a_closed_port_is_a_clear_error():
     error = excinfo.value
     assert error.message.startswith(f"cannot connect to PostgreSQL at 127.0.0.1:{port}/clash: ")
     assert "refused" in error.message.lower()
-    assert error.hint == "check DATABASE_URL, or unset it to use the embedded database"
+    # a URL this process did not resolve, DATABASE_URL unset: the hint names the server
+    assert error.hint == (
+        f"check that the PostgreSQL server at 127.0.0.1:{port}/clash is running and reachable"
+    )
     assert "TopSecret123" not in str(error)
     assert error.__cause__ is None and error.__suppress_context__
+
+    monkeypatch.setenv("DATABASE_URL", url)  # the URL is DATABASE_URL's: the hint names it
+    with pytest.raises(DatabaseError) as excinfo:
+        connect(url)
+    assert excinfo.value.hint == "check DATABASE_URL, or unset it to use the embedded database"
 
 
 def test_connect_error_with_a_broken_url_hides_the_password():

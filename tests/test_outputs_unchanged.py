@@ -28,6 +28,12 @@ CHANGED_ON_PURPOSE = {
     # renamed those models (int_<entity>s_<verb>), so the text names the new ones.
     "reference.metric_catalogue.inputs": "names the renamed intermediate models",
     "reference.metric_catalogue.definition": "ace_ova's names int_star_baselines_accumulated",
+    # Issue 12 (point 4): requests dropped after the last retry are counted in the health
+    # mart and the health endpoint's anomalies (new columns and keys).
+    "marts.ingest_run_health.dropped_requests": "new column: requests dropped after retries",
+    "marts.ingest_run_health.dropped_player_fetches": "new column: profiles dropped",
+    "/api/v2/ingestion/health.dropped_requests": "new anomaly count",
+    "/api/v2/ingestion/health.dropped_player_fetches": "new anomaly count",
 }
 
 

@@ -2,8 +2,9 @@
 
 The simulator is in maintenance (503 on every data path): the clan cannot be
 fetched, the fetch phase fails after its retries, and nothing lands. The run's
-``requests + retries`` must equal what the simulator served, and each fetch
-attempt's checkpoint row says what that attempt sent.
+``requests + retries`` must count every request the simulator served (an attempt is
+counted before it is sent, so one cancelled in flight when the clan request failed
+counts too), and each fetch attempt's checkpoint row says what that attempt sent.
 """
 
 from __future__ import annotations
@@ -56,9 +57,14 @@ def test_failed_pipeline_run_records_the_requests_it_sent(
             (run.run_id,),
         ).fetchall()
     assert status == "failed"
-    # the clan request and the 5 clan-level requests started with it, per fetch attempt
-    assert requests == 2 * 6
-    assert requests + retries == served > requests
+    # per fetch attempt: the clan request, and up to the 5 clan-level requests started
+    # with it before it failed (how many depends on the 503 pause of the shared limiter)
+    assert 2 * 1 <= requests <= 2 * 6
+    # every request the simulator served was counted (counted before it is sent); a
+    # clan-level request cancelled in flight when the clan request failed is counted
+    # and may not have reached the server: at most 5 per fetch attempt
+    assert served <= requests + retries <= served + 2 * 5
+    assert retries > 0
     assert throttled == 0  # 503s, not 429s
     assert [(a, s) for a, s, _, _ in attempts] == [(1, "retrying"), (2, "failed")]
     assert sum(r for *_, r, _ in attempts) == requests
@@ -81,5 +87,6 @@ def test_failed_fetch_command_records_the_requests_it_sent(migrated_db_url, tmp_
             (outcome.run_id,),
         ).fetchone()
     assert status == "failed"
-    assert requests == 6  # the clan and its 5 clan-level requests, once each
-    assert requests + retries == served
+    assert 1 <= requests <= 6  # the clan request, and the clan-level ones started with it
+    assert served <= requests + retries <= served + 5  # see the pipeline test above
+    assert retries > 0

@@ -30,6 +30,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -39,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from psycopg.conninfo import conninfo_to_dict
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from clash_pipeline import project, shutdown
 from clash_pipeline.errors import ClashPipelineError
@@ -246,12 +247,14 @@ def _invoke(full_args: list[str], *, db_url: str, home: Path, project_dir: Path)
         "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
         "DBT_VERSION_CHECK": "false",
         "DBT_USE_COLORS": "false",
+        # profiles.yml.example names dbt's sessions with it: a stop ends exactly these
+        "CLASH_DB_APPLICATION_NAME": _application_name(),
     }
     with _DBT_LOCK, _environ(env):
         prepare_profiles(home, project_dir)
         try:
             # a signal now raises KeyboardInterrupt in dbt: it cancels its open queries
-            with shutdown.blocking(on_stop=_mute_console):
+            with shutdown.blocking(on_stop=lambda: _on_stop(db_url)):
                 outcome = dbtRunner().invoke(full_args)
         except shutdown.DbtInterrupt:
             outcome = None
@@ -267,9 +270,44 @@ def _invoke(full_args: list[str], *, db_url: str, home: Path, project_dir: Path)
     return outcome
 
 
-def _mute_console() -> None:
-    """Stopped by a signal: dbt's console lines (cancelled nodes, a stack trace) say nothing new."""
+def _on_stop(db_url: str) -> None:
+    """Stopped by a signal: silence dbt's console, end its sessions' queries."""
+    # dbt's console lines (cancelled nodes, a stack trace) say nothing new
     logging.getLogger(_DBT_CONSOLE_LOGGER).disabled = True
+    _end_own_sessions(db_url)
+
+
+def _application_name() -> str:
+    """The ``application_name`` of this process's dbt sessions."""
+    return f"clash-pipeline dbt {os.getpid()}"
+
+
+_ROLE_OPTION = re.compile(r"-c\s*role=\S+")
+
+
+def _end_own_sessions(db_url: str) -> None:
+    """End the queries of this process's dbt sessions (a stop request).
+
+    dbt cancels its own queries when interrupted, but as the job's role: when the
+    job switches role from its login (``-c role=clash_transform`` on DATABASE_URL's
+    user), PostgreSQL refuses, since a session belongs to its login, and dbt would
+    wait for a long query to finish. This connection logs in as that same login
+    without the switch, which may end them.
+    """
+    try:
+        params = conninfo_to_dict(db_url)
+        options = _ROLE_OPTION.sub("", str(params.get("options") or "")).strip()
+        params["options"] = options or None
+        with psycopg.connect(
+            make_conninfo("", **params), autocommit=True, connect_timeout=5
+        ) as conn:
+            conn.execute(
+                "select pg_terminate_backend(pid) from pg_stat_activity"
+                " where application_name = %s and pid <> pg_backend_pid()",
+                (_application_name(),),
+            )
+    except psycopg.Error:
+        pass  # dbt's own cancel, then the restore point, still apply
 
 
 def dbt_build(
