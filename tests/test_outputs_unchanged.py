@@ -34,6 +34,7 @@ CHANGED_ON_PURPOSE = {
     "marts.ingest_run_health.dropped_player_fetches": "new column: profiles dropped",
     "/api/v2/ingestion/health.dropped_requests": "new anomaly count",
     "/api/v2/ingestion/health.dropped_player_fetches": "new anomaly count",
+    "/api/v2/ingestion/health.dropped_players": "new count in the run's health summary",
 }
 
 
