@@ -32,8 +32,7 @@ from clash_pipeline.monitor.context import CHECKPOINT, DATASOURCE, gx_dir, open_
 from clash_pipeline.monitor.findings import findings_for, read_results
 from clash_pipeline.settings import Settings
 from clash_pipeline.transform.publish import PUBLISHED_SCHEMA
-from clash_pipeline.transform.restore import url_with_setting
-from clash_pipeline.warehouse.connect import connect, one_row
+from clash_pipeline.warehouse.connect import connect, one_row, url_with_setting
 from clash_pipeline.warehouse.leases import AbandonedRun, close_abandoned_runs
 
 _log = logging.getLogger("clash_pipeline.monitor")

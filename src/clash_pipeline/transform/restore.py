@@ -44,11 +44,9 @@ import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
-from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 import psycopg
 from psycopg import sql
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.types.json import Jsonb
 
 from clash_pipeline.transform.project_state import ModelInfo, dbt_models, project_fingerprint
@@ -68,7 +66,7 @@ from clash_pipeline.transform.relations import (
     restore_copy,
     undo_changes,
 )
-from clash_pipeline.warehouse.connect import connect, one_row
+from clash_pipeline.warehouse.connect import connect, one_row, url_with_setting
 
 # ModelInfo, dbt_models, project_fingerprint and RelationPlan live in the modules above;
 # callers know them as part of the restore point, so they are re-exported here.
@@ -135,23 +133,6 @@ class StepCount:
 def build_database_url(db_url: str, build_id: uuid.UUID) -> str:
     """``db_url`` whose sessions record their changes for ``build_id`` (libpq ``options``)."""
     return url_with_setting(db_url, BUILD_SETTING, str(build_id))
-
-
-def url_with_setting(db_url: str, name: str, value: str) -> str:
-    """``db_url`` whose sessions start with the setting ``name = value`` (libpq ``options``)."""
-    option = f"-c {name}={value}"
-    parts = urlsplit(db_url)
-    if parts.scheme in ("postgresql", "postgres") and "://" in db_url:
-        query = parse_qsl(parts.query, keep_blank_values=True)
-        existing = [v for k, v in query if k == "options"]
-        query = [(k, v) for k, v in query if k != "options"]
-        query.append(("options", " ".join([*existing, option])))
-        # libpq decodes %20, not "+", as a space
-        return urlunsplit(parts._replace(query=urlencode(query, quote_via=quote)))
-    params = conninfo_to_dict(db_url)
-    existing_options = params.get("options")
-    params["options"] = f"{existing_options} {option}" if existing_options else option
-    return make_conninfo("", **params)
 
 
 # -------------------------------------------------------------------- restore points

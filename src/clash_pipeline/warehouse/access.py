@@ -21,11 +21,15 @@ import logging
 import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 import psycopg
 from psycopg import sql
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from clash_pipeline.warehouse.connect import (
+    remember_database_url,
+    remember_embedded,
+    url_with_setting,
+)
 
 if TYPE_CHECKING:
     from clash_pipeline.settings import Settings
@@ -80,23 +84,7 @@ class DatabaseAccess:
 
 def with_role(url: str, role: str) -> str:
     """``url`` whose sessions start as ``role`` (libpq ``options=-c role=...``)."""
-    return add_option(url, f"-c role={role}")
-
-
-def add_option(url: str, option: str) -> str:
-    """``url`` with a server option (``-c name=value``) added to libpq's ``options``."""
-    parts = urlsplit(url)
-    if parts.scheme in ("postgresql", "postgres") and "://" in url:
-        query = parse_qsl(parts.query, keep_blank_values=True)
-        existing = [v for k, v in query if k == "options"]
-        query = [(k, v) for k, v in query if k != "options"]
-        query.append(("options", " ".join([*existing, option])))
-        # libpq decodes %20, not "+", as a space
-        return urlunsplit(parts._replace(query=urlencode(query, quote_via=quote)))
-    params = conninfo_to_dict(url)
-    existing_options = params.get("options")
-    params["options"] = f"{existing_options} {option}" if existing_options else option
-    return make_conninfo("", **params)
+    return url_with_setting(url, "role", role)
 
 
 def access_from_url(
@@ -118,8 +106,6 @@ def access_from_url(
 
 def resolve_access(settings: Settings, *, start: bool = True) -> DatabaseAccess:
     """Every job's URL: from ``DATABASE_URL`` (and the per-job URLs), or the embedded logins."""
-    from clash_pipeline.warehouse.connect import remember_database_url, remember_embedded
-
     if settings.database_url:
         remember_database_url(settings.database_url)
         return access_from_url(

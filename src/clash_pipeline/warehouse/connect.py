@@ -11,10 +11,10 @@ import os
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 import psycopg
-from psycopg.conninfo import conninfo_to_dict
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from clash_pipeline.errors import DatabaseError
 from clash_pipeline.warehouse.embedded import EmbeddedPostgres
@@ -99,6 +99,23 @@ def connect(url: str, **kwargs: Any) -> psycopg.Connection[Any]:
             f"cannot connect to PostgreSQL at {describe_target(url)}: {reason}",
             hint=hint,
         ) from None
+
+
+def url_with_setting(db_url: str, name: str, value: str) -> str:
+    """``db_url`` whose sessions start with the setting ``name = value`` (libpq ``options``)."""
+    option = f"-c {name}={value}"
+    parts = urlsplit(db_url)
+    if parts.scheme in ("postgresql", "postgres") and "://" in db_url:
+        query = parse_qsl(parts.query, keep_blank_values=True)
+        existing = [v for k, v in query if k == "options"]
+        query = [(k, v) for k, v in query if k != "options"]
+        query.append(("options", " ".join([*existing, option])))
+        # libpq decodes %20, not "+", as a space
+        return urlunsplit(parts._replace(query=urlencode(query, quote_via=quote)))
+    params = conninfo_to_dict(db_url)
+    existing_options = params.get("options")
+    params["options"] = f"{existing_options} {option}" if existing_options else option
+    return make_conninfo("", **params)
 
 
 def one_row(cursor: psycopg.Cursor[Row]) -> Row:
