@@ -304,11 +304,12 @@ def test_bad_files_are_quarantined_and_good_ones_load(migrated_db_url, tmp_path)
 
 def test_a_file_whose_clan_is_unknown_is_quarantined_and_loads_once_told(migrated_db_url, tmp_path):
     folder = tmp_path / "rec"
-    folder.mkdir()
-    shutil.copy(DATA_DIR / "clan.json", folder / "clan.json")
+    (folder / "clan").mkdir(parents=True)
+    shutil.copy(DATA_DIR / "clan.json", folder / "clan" / "clan.json")
     shutil.copy(DATA_DIR / "members.json", folder / "members.json")
-    # different modification times: the clan body does not vouch for the members
-    os.utime(folder / "clan.json", (1_757_517_850, 1_757_517_850))
+    # another folder and another modification time: the clan body does not vouch
+    # for the members, though it has the same ones (tests/test_backfill_identity.py)
+    os.utime(folder / "clan" / "clan.json", (1_757_517_850, 1_757_517_850))
     os.utime(folder / "members.json", (1_757_517_900, 1_757_517_900))
     result = backfill(migrated_db_url, folder, quarantine_root=tmp_path / "q")
     assert result.loaded == 1
@@ -681,6 +682,7 @@ def test_the_clan_from_a_folder_named_by_its_tag(tmp_path):
     assert plan.quarantined == []
     got = {f.relpath: (f.endpoint, f.clan_tag, f.clan_source) for f in plan.files}
     assert got == {
-        "2QG2C08UP/2025-09-10/warlog.json": ("warlog", CLAN, "folder name"),
+        # a war log names its clan in its items (the folder agrees)
+        "2QG2C08UP/2025-09-10/warlog.json": ("warlog", CLAN, "body"),
         "2QG2C08UP/2025-09-10/members_20220920.json": ("clan_members", CLAN, "folder name"),
     }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -40,14 +41,25 @@ def backfill(
 
     The endpoint and tags are recognised from each body; a manifest.json in the
     folder overrides them. Unreadable or unrecognised files are copied to
-    <home>/quarantine/<time>/ with reasons.json, and the exit status is 1.
+    <home>/quarantine/<time>/ with reasons.json. Responses of endpoints the
+    pipeline does not store (rankings, locations, labels, gold pass, league
+    seasons, battle log, league history) are listed as "not stored" and left
+    in place. Exit status: 0 when nothing was quarantined (files not stored do
+    not count), 1 when any file was quarantined or the build failed.
     """
-    from clash_pipeline.ingest.backfill import load_plan, plan_backfill
+    from clash_pipeline.ingest.backfill import load_plan, plan_backfill, warehouse_clans
 
     settings = load_settings()
     when = common.parse_time(fetched_at) if fetched_at else None
-    plan = plan_backfill(path, fetched_at=when, manifest=manifest)
-    access = common.prepare_access(settings)
+    # the warehouse is only opened once the files are read (a bad PATH or manifest stops first)
+    warehouse = functools.cache(lambda: common.prepare_access(settings))
+    plan = plan_backfill(
+        path,
+        fetched_at=when,
+        manifest=manifest,
+        known_clans=lambda: warehouse_clans(warehouse().ingest),
+    )
+    access = warehouse()
     with out.status("loading files into raw"):
         result = load_plan(access.ingest, plan, quarantine_root=settings.home / "quarantine")
     for warning in result.warnings:
@@ -77,10 +89,18 @@ def _print_backfill(result: BackfillResult) -> None:
     table.add_row("loaded", str(result.loaded))
     table.add_row("  of which error responses", str(result.errors_loaded))
     table.add_row("skipped (already loaded)", str(result.skipped))
+    table.add_row("skipped: not stored", str(len(result.not_stored)))
     table.add_row("quarantined", str(len(result.quarantined)))
     table.add_row("runs created", str(result.runs_created))
     table.add_row("payloads new", str(result.payloads_new))
     out.print(table)
+    if result.not_stored:
+        skipped = Table(title="not stored by this pipeline (left in place)")
+        skipped.add_column("file", overflow="fold")
+        skipped.add_column("what it is", overflow="fold")
+        for left in result.not_stored:
+            skipped.add_row(left.relpath, left.what)
+        out.print(skipped)
     if result.quarantined:
         bad = Table(title="quarantined files")
         bad.add_column("file", overflow="fold")

@@ -106,7 +106,7 @@ landing through ``land_bundle``), :mod:`.quarantine`; :mod:`.model` holds the
 types they pass along.
 """
 
-from clash_pipeline.ingest.backfill.load import backfill, load_plan
+from clash_pipeline.ingest.backfill.load import backfill, load_plan, warehouse_clans
 from clash_pipeline.ingest.backfill.manifest import MANIFEST_NAMES
 from clash_pipeline.ingest.backfill.model import (
     BackfillError,
@@ -114,11 +114,13 @@ from clash_pipeline.ingest.backfill.model import (
     BackfillPlan,
     BackfillResult,
     Quarantined,
+    Skipped,
 )
 from clash_pipeline.ingest.backfill.plan import plan_backfill
 from clash_pipeline.ingest.backfill.quarantine import write_quarantine
 from clash_pipeline.ingest.backfill.shapes import BodyShape, classify_body
 from clash_pipeline.ingest.backfill.times import parse_fetch_time
+from clash_pipeline.ingest.backfill.unstored import unstored_kind
 
 __all__ = [
     "MANIFEST_NAMES",
@@ -128,10 +130,13 @@ __all__ = [
     "BackfillResult",
     "BodyShape",
     "Quarantined",
+    "Skipped",
     "backfill",
     "classify_body",
     "load_plan",
     "parse_fetch_time",
     "plan_backfill",
+    "unstored_kind",
+    "warehouse_clans",
     "write_quarantine",
 ]

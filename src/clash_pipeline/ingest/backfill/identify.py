@@ -18,7 +18,7 @@ from clash_pipeline.clash_api.tags import tag_path
 from clash_pipeline.ingest.backfill.api_paths import Request, request_path
 from clash_pipeline.ingest.backfill.clans import Clues, claimed_tags, find_tags
 from clash_pipeline.ingest.backfill.manifest import ManifestEntry
-from clash_pipeline.ingest.backfill.model import BackfillFile, FileProblem
+from clash_pipeline.ingest.backfill.model import BackfillFile, FileProblem, NotStored
 from clash_pipeline.ingest.backfill.names import (
     folder_tag,
     name_endpoint,
@@ -34,6 +34,7 @@ from clash_pipeline.ingest.backfill.shapes import (
     is_error_body,
 )
 from clash_pipeline.ingest.backfill.times import parse_fetch_time, parse_http_date
+from clash_pipeline.ingest.backfill.unstored import unstored_kind, unstored_request
 
 _ENVELOPE_REQUEST_KEYS = ("path", "url", "request_path")
 _MAX_KEYS_SHOWN = 8
@@ -46,7 +47,11 @@ def identify(
     entry: ManifestEntry,
     fetched_at: datetime | None,
 ) -> BackfillFile:
-    """Recognise one file on its own (the clan may still be unknown: ``needs_clan``)."""
+    """Recognise one file on its own (the clan may still be unknown: ``needs_clan``).
+
+    Raises :class:`FileProblem` (quarantine) or :class:`NotStored` (a response
+    of an endpoint the pipeline does not store: skipped).
+    """
     parsed = parse_file(path)
     request = _request(entry, parsed.envelope)
     when, time_source = _fetch_time(path, parsed, entry, fetched_at)
@@ -82,7 +87,10 @@ def identify(
         clan_source=tags.clan_source,
         needs_clan=tags.needs_clan,
         clan_choices=tags.choices,
+        why_no_clan=tags.why_no_clan,
+        member_tags=shape.member_tags,
         file_sha256=parsed.file_sha256,
+        note=parsed.note,
     )
 
 
@@ -93,6 +101,9 @@ def _request(entry: ManifestEntry, envelope: dict[str, Any]) -> Request:
         if isinstance(envelope.get(key), str):
             envelope_request = request_path(envelope[key])
             if envelope_request is None:
+                unstored = unstored_request(envelope[key])
+                if unstored:
+                    raise NotStored(unstored)
                 raise FileProblem(f"envelope {key} {envelope[key]!r} is not a Clash API request")
             break
     request = Request.of(entry.path or envelope_request)
@@ -148,7 +159,7 @@ def _endpoint(
     when: datetime,
 ) -> tuple[str, BodyShape]:
     """The endpoint the manifest or request names (if the body fits), else the shape's or name's."""
-    shape = _shape(body, status, when)
+    shape = _shape(body, status, when, explicit)
     if explicit:
         if explicit not in shape.candidates:
             looks = shape.default or "/".join(shape.candidates)
@@ -171,12 +182,24 @@ def _endpoint(
     return guess, shape
 
 
-def _shape(body: Any, status: int, when: datetime) -> BodyShape:
-    """What a 200 body can be; an error body could be from any endpoint."""
+def _shape(body: Any, status: int, when: datetime, explicit: str | None) -> BodyShape:
+    """What a 200 body can be; an error body could be from any endpoint.
+
+    A body of an endpoint the pipeline does not store raises :class:`NotStored`,
+    unless the manifest or envelope says it is a stored one (then they disagree).
+    """
     if status != 200:
         return BodyShape(tuple(ENDPOINTS), None)
     shape = classify_body(body)
     if shape is None:
+        unstored = unstored_kind(body)
+        if unstored and explicit:
+            raise FileProblem(
+                f"the manifest or envelope says endpoint {explicit!r} but the body is {unstored}",
+                fetched_at=when,
+            )
+        if unstored:
+            raise NotStored(unstored)
         keys = ", ".join(sorted(map(str, body))[:_MAX_KEYS_SHOWN]) if isinstance(body, dict) else ""
         raise FileProblem(
             f"unrecognised JSON: not a Clash API response body (keys: {keys or 'none'})",

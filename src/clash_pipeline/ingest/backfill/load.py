@@ -53,6 +53,29 @@ _EXISTING_SQL = """
 """
 
 
+# The clans whose responses are already in raw: the requesting clan of every
+# clan-scoped row (a player's row names the clan in its profile: not counted).
+_WAREHOUSE_CLANS_SQL = """
+    select distinct clan_tag from raw.fetch_log
+    where clan_tag is not null and endpoint <> all(%s::text[])
+"""
+_NOT_CLAN_SCOPED = ["player", "leagues", "leaguetiers"]
+
+
+def warehouse_clans(db_url: str) -> frozenset[str]:
+    """The clans already in the warehouse's raw data (read only), for :func:`plan_backfill`."""
+    try:
+        with connect(db_url, autocommit=True) as conn:
+            rows = conn.execute(_WAREHOUSE_CLANS_SQL, (_NOT_CLAN_SCOPED,)).fetchall()
+    except psycopg.Error as exc:
+        detail = scrub(" ".join(str(exc).split()), db_url)
+        raise DatabaseError(
+            f"backfill cannot read which clans the warehouse holds: {detail[:300]}",
+            hint="check that the database is reachable (DATABASE_URL) and run the backfill again",
+        ) from None
+    return frozenset(tag for (tag,) in rows)
+
+
 class _Loaded(NamedTuple):
     """A fetch-log row already in raw for the same (endpoint, resource tag, fetch time)."""
 
@@ -75,9 +98,15 @@ def backfill(
 
     Bad files are quarantined (copied under ``quarantine_root`` when given, with
     ``reasons.json``) and everything readable is loaded; already loaded bodies
-    are skipped. Raises :class:`BackfillError` when nothing can start.
+    are skipped, and responses of endpoints the pipeline does not store are
+    listed and left in place. Raises :class:`BackfillError` when nothing can start.
     """
-    plan = plan_backfill(path, fetched_at=fetched_at, manifest=manifest)
+    plan = plan_backfill(
+        path,
+        fetched_at=fetched_at,
+        manifest=manifest,
+        known_clans=lambda: warehouse_clans(db_url),
+    )
     return load_plan(db_url, plan, quarantine_root=quarantine_root, now=now)
 
 
@@ -99,6 +128,7 @@ def load_plan(
         runs=[],
         payloads_new=0,
         warnings=list(plan.warnings),
+        not_stored=list(plan.not_stored),
     )
     try:
         with connect(db_url, autocommit=True) as conn:

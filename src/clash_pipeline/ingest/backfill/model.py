@@ -11,6 +11,8 @@ from clash_pipeline.errors import ClashPipelineError
 from clash_pipeline.ingest.backfill.shapes import GLOBAL_ENDPOINTS
 from clash_pipeline.ingest.land import LandResult
 
+NOT_STORED = "not stored by this pipeline"
+
 
 class BackfillError(ClashPipelineError):
     """The backfill cannot start: a missing PATH, an invalid manifest or time."""
@@ -34,6 +36,14 @@ class FileProblem(Exception):
         self.fetched_at = fetched_at
 
 
+class NotStored(Exception):
+    """A real API response of an endpoint the pipeline does not store: skipped, not quarantined."""
+
+    def __init__(self, what: str) -> None:
+        super().__init__(what)
+        self.what = what  # e.g. "a /locations/{locationId}/rankings/clans ranking"
+
+
 @dataclass
 class BackfillFile:
     """One readable, recognised file: what its fetch-log row will say."""
@@ -55,7 +65,10 @@ class BackfillFile:
     # resolved later, when the whole folder is known
     needs_clan: bool = False
     clan_choices: tuple[str, ...] = ()
+    why_no_clan: str | None = None  # what the body says when it names no single clan
+    member_tags: frozenset[str] = frozenset()  # a clan body's or members list's member tags
     file_sha256: str = ""
+    note: str | None = None  # how the body was taken in, when not as it was saved
 
     @property
     def is_error(self) -> bool:
@@ -101,6 +114,19 @@ class Quarantined:
     fetched_at: datetime | None = None
 
 
+@dataclass(frozen=True)
+class Skipped:
+    """A file left in place: the response of an endpoint this pipeline does not store."""
+
+    path: Path
+    relpath: str
+    what: str
+
+    @property
+    def reason(self) -> str:
+        return f"{self.what}: {NOT_STORED}"
+
+
 @dataclass
 class BackfillPlan:
     """What :func:`plan_backfill` found, before touching the database."""
@@ -112,6 +138,7 @@ class BackfillPlan:
     files_read: int
     manifests: list[Path]
     warnings: list[str] = field(default_factory=list)
+    not_stored: list[Skipped] = field(default_factory=list)
 
     def runs(self) -> dict[tuple[str | None, datetime], list[BackfillFile]]:
         """Files by (clan, fetch time): one landed run each, in time order."""
@@ -136,6 +163,7 @@ class BackfillResult:
     payloads_new: int
     quarantine_dir: Path | None = None
     warnings: list[str] = field(default_factory=list)
+    not_stored: list[Skipped] = field(default_factory=list)  # left in place, not an error
 
     @property
     def runs_created(self) -> int:
@@ -143,4 +171,5 @@ class BackfillResult:
 
     @property
     def ok(self) -> bool:
+        """Nothing quarantined (files of endpoints not stored do not count)."""
         return not self.quarantined

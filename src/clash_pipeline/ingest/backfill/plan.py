@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
-from clash_pipeline.ingest.backfill.clans import resolve_clans
+from clash_pipeline.ingest.backfill.clans import KnownClans, resolve_clans
 from clash_pipeline.ingest.backfill.identify import identify
 from clash_pipeline.ingest.backfill.manifest import (
     MANIFEST_NAMES,
@@ -27,7 +27,9 @@ from clash_pipeline.ingest.backfill.model import (
     BackfillFile,
     BackfillPlan,
     FileProblem,
+    NotStored,
     Quarantined,
+    Skipped,
 )
 from clash_pipeline.ingest.backfill.quarantine import is_quarantine_reasons
 from clash_pipeline.ingest.backfill.times import parse_fetch_time
@@ -40,12 +42,16 @@ def plan_backfill(
     *,
     fetched_at: datetime | None = None,
     manifest: Path | str | None = None,
+    known_clans: KnownClans | None = None,
 ) -> BackfillPlan:
     """Read and recognise every file under ``path``; decide clans, times and runs.
 
-    Touches no database. Raises :class:`BackfillError` when the backfill cannot
-    start (PATH missing, nothing to read, an invalid manifest); a bad file is
-    never an error here, it is quarantined.
+    Touches no database itself: ``known_clans`` (the clans already in the
+    warehouse) is called at most once, and only when a CWL war or league group
+    needs it. Raises :class:`BackfillError` when the backfill cannot start
+    (PATH missing, nothing to read, an invalid manifest); a bad file is never
+    an error here, it is quarantined, and a response of an endpoint the
+    pipeline does not store is listed in ``not_stored``.
     """
     given, root = _resolve_path(path)
     when = _fetch_time_option(fetched_at)
@@ -57,8 +63,8 @@ def plan_backfill(
         raise BackfillError(
             f"nothing to backfill: no *.json response files in {given}", hint=_PATH_HINT
         )
-    items, quarantined = _recognise(data_files, root, manifests, when)
-    items, unresolved = resolve_clans(items)
+    items, quarantined, not_stored = _recognise(data_files, root, manifests, when)
+    items, unresolved = resolve_clans(items, known_clans)
     files, duplicates, conflicts = _dedupe(items)
     return BackfillPlan(
         root=root,
@@ -71,7 +77,9 @@ def plan_backfill(
             f"manifest {m.file}: entry {key!r} matches no file"
             for m in manifests
             for key in m.unused()
-        ],
+        ]
+        + [f"{item.relpath}: {item.note}" for item in files if item.note],
+        not_stored=not_stored,
     )
 
 
@@ -115,15 +123,18 @@ def _walk(root: Path) -> Iterator[Path]:
 
 def _recognise(
     data_files: list[Path], root: Path, manifests: list[Manifest], fetched_at: datetime | None
-) -> tuple[list[BackfillFile], list[Quarantined]]:
-    """Each file on its own: recognised, or quarantined with the reason."""
+) -> tuple[list[BackfillFile], list[Quarantined], list[Skipped]]:
+    """Each file on its own: recognised, quarantined with the reason, or not stored."""
     items: list[BackfillFile] = []
     quarantined: list[Quarantined] = []
+    not_stored: list[Skipped] = []
     for file in data_files:
         relpath = file.relative_to(root).as_posix()
         entry = resolve_entry(manifests, file)
         try:
             items.append(identify(file, relpath, root, entry, fetched_at))
+        except NotStored as skipped:
+            not_stored.append(Skipped(file, relpath, skipped.what))
         except FileProblem as problem:
             quarantined.append(
                 Quarantined(
@@ -134,7 +145,7 @@ def _recognise(
                     fetched_at=problem.fetched_at,
                 )
             )
-    return items, quarantined
+    return items, quarantined, not_stored
 
 
 def _dedupe(

@@ -3,6 +3,16 @@
 A file that cannot be stored exactly as the API would have been stored (not
 JSON, not an object, a NUL character PostgreSQL rejects, too large) raises
 :class:`FileProblem` and is quarantined; nothing here guesses.
+
+One form is taken in at the door: a bare JSON array of clan member objects
+(a recorder that kept the members list's ``items`` and dropped the
+``{items, paging}`` object around it) is read as ``{"items": [...]}``, the
+API's own form without ``paging`` (which nothing reads: a clan has at most 50
+members, one page). The items are stored unchanged and in order; the file
+stays as it is, ``fetch_log.source_file`` names it, and the backfill lists it
+as a warning. The alternative, storing the array and teaching staging a
+second form of members payload, would make every reader of ``raw`` handle a
+shape the API never sends.
 """
 
 from __future__ import annotations
@@ -14,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from clash_pipeline.ingest.backfill.model import FileProblem
-from clash_pipeline.ingest.backfill.shapes import is_error_body
+from clash_pipeline.ingest.backfill.shapes import is_error_body, is_member
 from clash_pipeline.ingest.land import canonical_body
 
 MAX_FILE_BYTES = 64 * 1024 * 1024
@@ -31,16 +41,28 @@ class ParsedFile:
     headers: dict[str, str]
     envelope: dict[str, Any]
     file_sha256: str
+    note: str | None = None  # how the body was taken in, when not as it was saved
 
 
 def parse_file(path: Path) -> ParsedFile:
     """Read ``path`` as a body or an envelope; raise :class:`FileProblem` if it cannot load."""
     data, raw = _read_json(path)
     status, body, headers, envelope = _unwrap(data)
-    canonical = None
+    canonical = note = None
+    if status in (None, 200) and _is_member_array(body):
+        note = (
+            f"a bare JSON array of {len(body)} clan members (no {{items, paging}} around it): "
+            'read and stored as a members list {"items": [...]}'
+        )
+        body = {"items": body}
     if status in (None, 200) and not is_error_body(body):
         canonical = _canonical(body)
-    return ParsedFile(status, body, canonical, headers, envelope, hashlib.sha256(raw).hexdigest())
+    sha256 = hashlib.sha256(raw).hexdigest()
+    return ParsedFile(status, body, canonical, headers, envelope, sha256, note)
+
+
+def _is_member_array(body: Any) -> bool:
+    return isinstance(body, list) and bool(body) and all(is_member(item) for item in body)
 
 
 def _unwrap(data: Any) -> tuple[int | None, Any, dict[str, str], dict[str, Any]]:

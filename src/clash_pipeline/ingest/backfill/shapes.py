@@ -54,7 +54,9 @@ class BodyShape:
     ``default`` is None when the shape fits several endpoints equally (an empty
     ``items`` list). ``tag`` is the body's own tag (clan, player), ``war_clan``
     the requesting side of a current war, ``clans`` the clans a league group or
-    CWL war involves. Tags are as the body has them, validated by the caller.
+    CWL war involves, or the distinct ``clan`` sides of a war log's items (the
+    requesting clan: one when the log is whole). Tags are as the body has them,
+    validated by the caller.
     """
 
     candidates: tuple[str, ...]
@@ -62,6 +64,7 @@ class BodyShape:
     tag: object = None
     war_clan: object = None
     clans: tuple[str, ...] = ()
+    member_tags: frozenset[str] = frozenset()  # a clan's memberList or a members list
 
 
 def classify_body(body: Any) -> BodyShape | None:
@@ -69,7 +72,8 @@ def classify_body(body: Any) -> BodyShape | None:
     if not isinstance(body, dict):
         return None
     if "memberList" in body and "tag" in body:
-        return BodyShape(("clan",), "clan", tag=body.get("tag"))
+        roster = body["memberList"] if isinstance(body["memberList"], list) else []
+        return BodyShape(("clan",), "clan", tag=body.get("tag"), member_tags=_tags_of(roster))
     if "season" in body and "rounds" in body:
         clans = tuple(
             c["tag"] for c in body.get("clans") or [] if isinstance(c, dict) and "tag" in c
@@ -116,7 +120,21 @@ def _list_shape(body: dict[str, Any]) -> BodyShape | None:
         return BodyShape(_LIST_ENDPOINTS, None)
     kinds = {_item_kind(item) for item in items}
     kind = kinds.pop() if len(kinds) == 1 else None
+    if kind == "warlog":
+        return BodyShape((kind,), kind, clans=_war_log_clans(items))
+    if kind == "clan_members":
+        return BodyShape((kind,), kind, member_tags=_tags_of(items))
     return BodyShape((kind,), kind) if kind is not None else None
+
+
+def _tags_of(members: list[Any]) -> frozenset[str]:
+    return frozenset(m["tag"] for m in members if is_member(m))
+
+
+def _war_log_clans(items: list[dict[str, Any]]) -> tuple[str, ...]:
+    """The distinct ``clan.tag`` of a war log's items, in order (each item is one war)."""
+    tags = (item["clan"].get("tag") if isinstance(item["clan"], dict) else None for item in items)
+    return tuple(dict.fromkeys(tag for tag in tags if isinstance(tag, str)))
 
 
 def _is_raid_season(item: dict[str, Any]) -> bool:
@@ -127,8 +145,9 @@ def _is_war_log_entry(item: dict[str, Any]) -> bool:
     return "clan" in item and "endTime" in item and any(k in item for k in _WAR_LOG_KEYS)
 
 
-def _is_member(item: dict[str, Any]) -> bool:
-    return (
+def is_member(item: Any) -> bool:
+    """Whether ``item`` is a clan member object (of a members list or a ``memberList``)."""
+    return isinstance(item, dict) and (
         isinstance(item.get("tag"), str)
         and "name" in item
         and ("role" in item or "clanRank" in item)
@@ -139,7 +158,7 @@ def _is_member(item: dict[str, Any]) -> bool:
 _ITEM_KINDS: tuple[tuple[Callable[[dict[str, Any]], bool], str], ...] = (
     (_is_raid_season, "capitalraidseasons"),
     (_is_war_log_entry, "warlog"),
-    (_is_member, "clan_members"),
+    (is_member, "clan_members"),
 )
 
 
