@@ -39,22 +39,45 @@ folder name (``warlog``, ``members``, ``player``, ``league`` …).
 1. a clan body: its own ``tag``;
 2. the manifest's ``clan_tag``, then the envelope's (the tag in its request
    path, or its ``clan_tag``);
-3. a current war in a war state: its ``clan.tag`` (the API always puts the
-   requesting clan on the ``clan`` side);
+3. the clan the body names: a current war in a war state, its ``clan.tag``
+   (the API always puts the requesting clan on the ``clan`` side); a war log,
+   the ``clan.tag`` of its items (all must agree; items naming several clans
+   leave it to the rules below, among those clans);
 4. the file name ending in ``_TAG`` (``warlog_2PR8R8V8P.json``), then the nearest
    folder named by a tag (``2PR8R8V8P/`` or ``…_2PR8R8V8P/``); a name tag of
    digits only is ignored unless written ``#…`` (it looks like a date);
    for a player file the name tag is the player's, not the clan's, and a CWL
    war's file name is not read (it would be the war's tag);
-5. a clan body in the same folder with the same fetch time (exactly one clan);
+5. once the whole backfill is read (:func:`.clans.resolve_clans`): a members
+   list (also one saved as a bare JSON array of members, read as
+   ``{"items": [...]}``: see :mod:`.read`) is the clan body whose
+   ``memberList`` has exactly its member tags, in the same folder or fetched
+   at the same time; then a clan body in the same folder with the same fetch
+   time (exactly one clan); then, for a CWL war or a league group, the one of
+   its clans that is known: in this backfill (any file's clan but a player's)
+   or already in the warehouse (``raw.fetch_log``, read only, asked only then);
 6. a player: the clan in its profile (``clan.tag``), or none for a clanless
    player; leagues and league tiers need no clan (a folder tag still applies).
 
-Otherwise (members, war log, current war ``notInWar``, league group, CWL war,
-raid seasons and their errors) the file is quarantined: *cannot tell which
-clan*. A CWL war's clan must be one of its two sides and a league group's one of
-its clans. A CWL war's war tag is not in its body: it comes from the manifest's
+A claim (2) or name (4) that disagrees with the clan the body names (3) is
+not overridden: the file is quarantined. Otherwise what still has no clan is
+quarantined, *cannot tell which clan*, and needs a manifest entry: a current
+war ``notInWar`` (its body names no clan) or raid seasons with no clan body of
+the same folder and time (a raid seasons body names the clans it attacked and
+was attacked by, never its own), a CWL war or league group with none or several of
+its clans known, a war log whose items disagree, and error bodies. A CWL war's
+clan must be one of its two sides and a league group's one of its clans. A
+CWL war's war tag is not in its body: it comes from the manifest's
 ``resource_tag`` or the envelope's path, else it stays NULL.
+
+**Not stored** (:mod:`.unstored`): real responses of endpoints the pipeline
+does not read (location rankings, the locations and labels lists, the gold
+pass, league seasons and season rankings, war/builder/capital league lists, a
+player's battle log and league history, the ranked league group, clan search),
+recognised by their body or the envelope's request path, are left in place
+and listed as e.g. "a /locations/{locationId}/rankings/clans ranking: not
+stored by this pipeline" (``BackfillPlan.not_stored``), apart from quarantined
+files: they do not make a backfill fail.
 
 **Fetch time**: ``--fetched-at``, else the manifest, else the envelope (its
 ``fetched_at`` or HTTP ``Date`` header), else the file's modification time
@@ -99,7 +122,8 @@ fix them and run ``backfill`` on that folder (why files and not a table: see
 **Modules**, in the order a backfill uses them: :mod:`.plan` (:func:`plan_backfill`:
 find the files and manifests, group into runs), :mod:`.manifest`, :mod:`.read`
 (one file: body or envelope), :mod:`.identify` (one file's request, time,
-status, endpoint), :mod:`.shapes` (what a body's shape says),
+status, endpoint), :mod:`.shapes` (what a body's shape says), :mod:`.unstored`
+(bodies of endpoints not stored),
 :mod:`.api_paths` and :mod:`.names` (clues in request paths and file names),
 :mod:`.clans` (which clan), :mod:`.load` (:func:`backfill`, :func:`load_plan`:
 landing through ``land_bundle``), :mod:`.quarantine`; :mod:`.model` holds the
