@@ -12,7 +12,9 @@ One warehouse for the module, built the way a user loads saved responses:
 * a hand-made post-split clan (:data:`TIERED_CLAN`) whose members were chosen for
   the order: a tier the seed does not list yet, Legend League, a higher tier with
   fewer trophies, three members of one tier (two tied), Unranked members with large
-  battle-mode counts, and a member the roster sends without a tier;
+  battle-mode counts, and a member the roster sends without a tier; one member has a
+  profile (a simulated player's body under that member's tag, tier and trophies: the
+  build's metric tests expect rush metrics from some profile);
 * a hand-made pre-split clan (:data:`PRE_SPLIT_CLAN`): legacy leagues, no tiers;
 * when ``../shared/samples`` is there, the real post-split clan and member list of
   2025-10-08 (copied to a temporary folder at test time, not into the project),
@@ -42,6 +44,7 @@ from psycopg.rows import dict_row
 
 from clash_pipeline.serving.app import create_app
 from clash_pipeline.serving.server import BackgroundServer
+from clash_pipeline.simulator import DEFAULT_START, World
 from clash_pipeline.warehouse.migrations import migrate
 from tests.plugins.dbt_fixtures import DEFAULT_SAMPLES_DIR, SAMPLES_DIR_ENV, WARFROGGY_CLAN
 from tests.test_dashboard_browser import Page, chromium_page
@@ -136,6 +139,18 @@ def _clan_body(tag: str, name: str, members: list[dict[str, Any]]) -> dict[str, 
     }
 
 
+def _profile(member: dict[str, Any], clan: dict[str, Any]) -> dict[str, Any]:
+    """A real-shaped /players body for ``member``: a simulated player's, re-tagged."""
+    world = World(3)
+    source = world.roster_tags(world.find_clan(10, DEFAULT_START), DEFAULT_START)[0]
+    body = world.player(source, DEFAULT_START)
+    assert body is not None
+    body.update({k: member[k] for k in ("tag", "name", "trophies", "leagueTier", "role")})
+    body["clan"] = {"tag": clan["tag"], "name": clan["name"], "clanLevel": clan["clanLevel"]}
+    member["townHallLevel"] = body["townHallLevel"]
+    return body
+
+
 def _write_clan(folder: Path, body: dict[str, Any], fetched_at: str) -> None:
     folder.mkdir(parents=True)
     (folder / "clan.json").write_text(json.dumps(body), encoding="utf-8")
@@ -158,11 +173,12 @@ def saved_responses(root: Path) -> Path | None:
         _member(tag, name, trophies, tier, LEGACY_UNRANKED)
         for tag, name, trophies, tier in TIERED_MEMBERS
     ]
+    clan = _clan_body(TIERED_CLAN, "Tiered", tiered)
+    profile = _profile(tiered[4], clan)  # Valk Val, Valkyrie League 14, 89
     # the roster lists members in no particular order here: the API must sort them
     tiered.reverse()
-    _write_clan(
-        root / "tiered", _clan_body(TIERED_CLAN, "Tiered", tiered), "2026-01-14T08:00:00Z"
-    )
+    _write_clan(root / "tiered", clan, "2026-01-14T08:00:00Z")
+    (root / "tiered" / "player.json").write_text(json.dumps(profile), encoding="utf-8")
     old = [_member(t, n, trophies, None, legacy) for t, n, trophies, legacy in PRE_SPLIT_MEMBERS]
     old.reverse()
     _write_clan(
@@ -345,7 +361,9 @@ def test_dashboard_sorts_by_tier_then_ranked_trophies_by_default_and_on_click(ap
     assert page.evaluate(ROW_TAGS) == TIERED_ORDER
     league = "document.querySelector('th[data-key=league]')"
     assert page.evaluate(f"{league}.getAttribute('aria-sort')") == "descending"
-    headers = page.evaluate("[...document.querySelectorAll('#roster th')].map(th => th.dataset.key)")
+    headers = page.evaluate(
+        "[...document.querySelectorAll('#roster th')].map(th => th.dataset.key)"
+    )
     assert "trophies" not in headers
     assert {"league", "ranked_trophies", "battle_mode_trophies"} <= set(headers)
 
