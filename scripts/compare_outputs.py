@@ -526,7 +526,9 @@ def normalised(
     """``dump`` with what differs between two runs of the same code replaced.
 
     A dump keeps what the version wrote; only the comparison normalises. ``ignored``
-    (relation -> columns, from ``--ignore``) masks columns a change altered on purpose.
+    (relation -> columns, from ``--ignore``) masks columns a change altered on purpose;
+    for an endpoint, ``KEY[]`` puts the list under KEY in a canonical order instead (a
+    change of its order on purpose).
     """
     labels = run_id_labels(dump["relations"])
     fetches = dump.get("fetch_ids", {})
@@ -545,10 +547,39 @@ def normalised(
             ]
     api = {}
     for path, answer in dump["api"].items():
-        endpoint = path.split("?")[0]
+        endpoint = _endpoint(path)
         body = stable(answer["body"], WALL_CLOCK_KEYS.get(endpoint, NONE))
-        api[path] = {**answer, "body": _dropped(body, (ignored or {}).get(endpoint, NONE))}
+        keys = (ignored or {}).get(endpoint, NONE)
+        api[path] = {**answer, "body": _unordered(_dropped(body, keys), keys)}
     return {**dump, "relations": relations, "api": api}
+
+
+def _endpoint(path: str) -> str:
+    """The endpoint ``--ignore`` names for a dumped path: no query, a member path's tag as
+    ``{tag}`` (``/api/v2/members/%23ABC`` -> ``/api/v2/members/{tag}``)."""
+    endpoint = path.split("?")[0]
+    return "/api/v2/members/{tag}" if endpoint.startswith("/api/v2/members/") else endpoint
+
+
+def _unordered(value: Any, keys: frozenset[str]) -> Any:
+    """``value`` with the lists under the keys named ``KEY[]`` in ``keys`` (at any depth) in a
+    canonical order: their order changed on purpose, their items are still compared."""
+    names = frozenset(key[:-2] for key in keys if key.endswith("[]"))
+    return _in_canonical_order(value, names) if names else value
+
+
+def _in_canonical_order(value: Any, names: frozenset[str]) -> Any:
+    if isinstance(value, list):
+        return [_in_canonical_order(item, names) for item in value]
+    if not isinstance(value, dict):
+        return value
+    ordered = {}
+    for key, item in value.items():
+        inner = _in_canonical_order(item, names)
+        if key in names and isinstance(inner, list):
+            inner = sorted(inner, key=lambda entry: json.dumps(entry, sort_keys=True))
+        ordered[key] = inner
+    return ordered
 
 
 def _dropped(value: Any, keys: frozenset[str]) -> Any:
@@ -669,7 +700,8 @@ def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
         default=[],
         metavar="SCHEMA.RELATION.COLUMN",
         help="a column (or /ENDPOINT.KEY of an API body) the change altered or added on "
-        "purpose: left out on both sides (repeatable)",
+        "purpose: left out on both sides; /ENDPOINT.KEY[] compares the list under KEY in any "
+        "order (repeatable)",
     )
     return parser.parse_args(argv)
 

@@ -16,6 +16,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -94,8 +95,9 @@ class Page:
         self._ws.close()
 
 
-@pytest.fixture
-def browser() -> Iterator[Page]:
+@contextmanager
+def chromium_page() -> Iterator[Page]:
+    """A headless Chromium with one page, closed on exit (skips the test without one)."""
     executable = find_chromium()
     if executable is None:
         pytest.skip("chromium not found (apt-get install chromium; .ci/run installs it)")
@@ -141,6 +143,12 @@ def browser() -> Iterator[Page]:
         except subprocess.TimeoutExpired:
             process.kill()
         shutil.rmtree(profile, ignore_errors=True)
+
+
+@pytest.fixture
+def browser() -> Iterator[Page]:
+    with chromium_page() as page:
+        yield page
 
 
 @pytest.fixture
@@ -196,6 +204,12 @@ def test_dashboard_shows_roster_and_health_revalidates_and_follows_new_snapshots
     )
     assert browser.evaluate("document.getElementById('health-stale').textContent") == "fresh"
     assert browser.evaluate("document.querySelectorAll('#health-phases tbody tr').length") >= 4
+    # opens in the API's roster order (league tier, then ranked, then battle-mode trophies)
+    api_roster = httpx.get(f"{server.base_url}/api/v2/roster", params={"clan": PIPELINE_CLAN})
+    shown = "[...document.querySelectorAll('#roster tbody tr')].map(tr => tr.dataset.player)"
+    assert browser.evaluate(shown) == [m["player_tag"] for m in api_roster.json()["members"]]
+    league_header = "document.querySelector('th[data-key=league]')"
+    assert browser.evaluate(f"{league_header}.getAttribute('aria-sort')") == "descending"
     # sortable: by name, ascending
     browser.evaluate("document.querySelector('th[data-key=name]').click()")
     names = browser.evaluate(

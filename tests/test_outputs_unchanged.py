@@ -35,6 +35,14 @@ CHANGED_ON_PURPOSE = {
     "/api/v2/ingestion/health.dropped_requests": "new anomaly count",
     "/api/v2/ingestion/health.dropped_player_fetches": "new anomaly count",
     "/api/v2/ingestion/health.dropped_players": "new count in the run's health summary",
+    # Issue 13: the roster by league tier. A new column (the tier's order from the
+    # league_tiers seed), in the roster mart and in every member of the API's bodies, and
+    # the roster's members ordered by tier, ranked trophies, battle-mode trophies
+    # instead of raw trophies (compared in any order: the same members, the same values).
+    "marts.roster.league_tier_rank": "new column: the ranked tier's order",
+    "/api/v2/roster.league_tier_rank": "new member key (marts.roster.league_tier_rank)",
+    "/api/v2/members/{tag}.league_tier_rank": "the member's roster row gains the column",
+    "/api/v2/roster.members[]": "members ordered by league tier, then ranked trophies",
 }
 
 
@@ -146,6 +154,32 @@ def test_an_ignored_column_is_masked_on_both_sides_and_only_there(capsys):
     assert "ignored on purpose: marts.members.trophies" in capsys.readouterr().out
     other = compare.ignored_columns(["marts.roster_snapshots.snapshot_at"])
     assert compare.compare_dumps(before, after, ignored=other) == 1
+
+
+def test_a_list_ignored_for_its_order_still_compares_its_items(capsys):
+    def dump(members, extra=None):
+        body = {"clan_tag": "#C", "members": members}
+        member_body = {"roster": {"player_tag": "#A", **(extra or {})}}
+        return {
+            "relations": {},
+            "api": {
+                "/api/v2/roster?clan=%23C": {"status": 200, "body": body},
+                "/api/v2/members/%23A": {"status": 200, "body": member_body},
+            },
+        }
+
+    a, b = {"player_tag": "#A", "trophies": 5}, {"player_tag": "#B", "trophies": 9}
+    ignored = compare.ignored_columns(
+        ["/api/v2/roster.members[]", "/api/v2/members/{tag}.league_tier_rank"]
+    )
+    # another order, and a new key on a member page: equal once told
+    swapped = dump([b, a], {"league_tier_rank": 14})
+    assert compare.compare_dumps(dump([a, b]), swapped, ignored=ignored) == 0
+    assert compare.compare_dumps(dump([a, b]), swapped) == 2
+    # a changed value in the reordered list is still a difference
+    changed = dump([{**b, "trophies": 10}, a], {"league_tier_rank": 14})
+    assert compare.compare_dumps(dump([a, b]), changed, ignored=ignored) == 1
+    assert "endpoint /api/v2/roster?clan=%23C: DIFFERENT" in capsys.readouterr().out
 
 
 def test_fetch_ids_compare_by_the_request_they_stand_for():

@@ -11,6 +11,13 @@
     member's latest as_of; last_seen_at the latest snapshot where the
     member was active.
 
+    league_tier_rank orders the ranked tiers (the league_tiers seed's
+    tier_rank: 0 Unranked, 1 Skeleton League 1 ... 34 Legend League); an id
+    the seed does not list yet (a later Legend tier) ranks by its offset from
+    Unranked's id, so it sorts above the tiers the seed knows. NULL when the
+    member has no tier (before the 2025 split). The API orders the roster by
+    it, then ranked_trophies, then battle_mode_trophies.
+
     A table, rebuilt each run: one index probe on metrics' unique key
     (clan_tag, player_tag, metric_name, metric_window, as_of) per member and
     column, so its cost follows the number of members, not the history.
@@ -33,6 +40,12 @@ with
 members as (
 
     select * from {{ ref('members') }}
+
+),
+
+league_tiers as (
+
+    select * from {{ ref('league_tiers') }}
 
 ),
 
@@ -94,6 +107,14 @@ final as (
         {% for column in metrics_roster_member_columns().split(',') -%}
             members.{{ column | trim }},
         {% endfor -%}
+        case
+            when members.league_tier_id is not null
+                then
+                    coalesce(
+                        league_tiers.tier_rank,
+                        members.league_tier_id - {{ members_unranked_tier_id() }}
+                    )
+        end::integer as league_tier_rank,
         members.is_current,
 
         -- numbers
@@ -115,6 +136,8 @@ final as (
         on
             members.clan_tag = latest_metrics.clan_tag
             and members.player_tag = latest_metrics.player_tag
+    left join league_tiers
+        on members.league_tier_id = league_tiers.league_tier_id
 
 )
 

@@ -117,6 +117,20 @@ SNAPSHOT_COLUMNS = (
 )
 
 
+# The roster's order (documented in the roster route and README): league tier
+# first (no tier ranks as Unranked), ranked trophies within the tier, then the
+# battle-mode trophies of Unranked members (and of everyone before the 2025
+# split); trophies of two scales are never compared with each other.
+ROSTER_MEMBERS_SQL = """
+    select * from marts.roster
+    where clan_tag = %s and is_current
+    order by
+        coalesce(league_tier_rank, 0) desc,
+        ranked_trophies desc nulls last,
+        battle_mode_trophies desc nulls last,
+        player_tag
+"""
+
 LATEST_VERSION_SQL = """
     select payload_version from marts.roster_snapshots
     where clan_tag = %s order by snapshot_at desc limit 1
@@ -292,14 +306,7 @@ class Warehouse:
                     """,
                     (clan_tag,),
                 ).fetchone()
-                members = conn.execute(
-                    """
-                    select * from marts.roster
-                    where clan_tag = %s and is_current
-                    order by trophies desc nulls last, player_tag
-                    """,
-                    (clan_tag,),
-                ).fetchall()
+                members = conn.execute(ROSTER_MEMBERS_SQL, (clan_tag,)).fetchall()
         return snapshot, members
 
     def clans(self) -> list[dict[str, Any]]:

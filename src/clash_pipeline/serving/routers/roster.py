@@ -17,6 +17,23 @@ from clash_pipeline.serving.errors import clan_not_found
 
 router = APIRouter()
 
+ROSTER_DESCRIPTION = (
+    "The clan's latest snapshot and its current members, each with its latest metrics "
+    "under `metrics`.\n\n"
+    "**Order of `members`**, the order a clan leader compares members by since the "
+    "October 2025 split (trophies of different scales are never compared):\n\n"
+    "1. `league_tier_rank` descending: the ranked league tier's order from the "
+    "`league_tiers` seed (34 Legend League ... 1 Skeleton League 1, 0 Unranked; a member "
+    "with no tier, e.g. before the split, ranks as Unranked);\n"
+    "2. `ranked_trophies` descending: this tournament's trophies, within the tier;\n"
+    "3. `battle_mode_trophies` descending: the frozen battle-mode count of Unranked "
+    "members (before the split: everyone's trophies, so a pre-split roster is in "
+    "trophy order);\n"
+    "4. `player_tag`.\n\n"
+    "`trophies` is the raw API value, whose meaning depends on the member's tier: use "
+    "`ranked_trophies` and `battle_mode_trophies`."
+)
+
 
 def split_member(row: dict[str, Any], metric_columns: dict[str, tuple[str, str]]) -> dict[str, Any]:
     """A ``marts.roster`` row as the API shows a member: its metric columns under ``metrics``."""
@@ -56,6 +73,7 @@ def roster_body(state: ServingState, tag: str, version: str | None) -> Built:
     "/api/v2/roster",
     tags=["roster"],
     summary="The latest roster of a clan",
+    description=ROSTER_DESCRIPTION,
     responses={304: {"description": "Not modified: If-None-Match names the payload_version"}},
 )
 def roster(state: Serving, request: Request, clan: ClanQuery) -> Response:

@@ -74,12 +74,28 @@ function renderClanNav(clans) {
 
 // ------------------------------------------------------------------ roster
 
+// Since the 2025 split, trophies come in two scales that must not be compared:
+// ranked trophies (this tournament's, within a tier) and battle-mode trophies
+// (Unranked members' frozen count; everyone's before the split). The league
+// column sorts like the API: tier (no tier = Unranked), then ranked trophies,
+// then battle-mode trophies.
+function leagueShown(m) {
+  if (m.league_tier_name) return m.league_tier_name;
+  const legacy = m.legacy_league_name || m.league_name;
+  return legacy ? `${legacy} (legacy)` : null;
+}
+const byTier = (m) => [m.league_tier_rank ?? 0, m.ranked_trophies, m.battle_mode_trophies];
+
 const COLUMNS = [
   { key: "name", label: "Name", text: true, get: (m) => m.name, link: true },
   { key: "role", label: "Role", text: true, get: (m) => roleName[m.role] || m.role },
   { key: "town_hall_level", label: "TH", get: (m) => m.town_hall_level },
-  { key: "league", label: "League tier", text: true, get: (m) => m.league_tier_name || m.league_name, sortBy: (m) => m.league_id },
-  { key: "trophies", label: "Trophies", get: (m) => m.trophies, show: fmt.int },
+  { key: "league", label: "League tier", text: true, firstDir: -1, get: leagueShown, sortBy: byTier,
+    title: "Ranked league tier (legacy league before the 2025 split); sorts by tier, then ranked, then battle-mode trophies" },
+  { key: "ranked_trophies", label: "Ranked trophies", get: (m) => m.ranked_trophies, show: fmt.int,
+    title: "This tournament's trophies, within the member's tier" },
+  { key: "battle_mode_trophies", label: "Battle-mode trophies", get: (m) => m.battle_mode_trophies, show: fmt.int,
+    title: "Unranked members' frozen trophy count (everyone's trophies before the 2025 split)" },
   { key: "donations", label: "Donated", get: (m) => m.donations, show: fmt.int },
   { key: "donations_received", label: "Received", get: (m) => m.donations_received, show: fmt.int },
   { key: "balance", label: "Balance 30d", get: (m) => m.metrics.donation_balance_30d, show: fmt.int },
@@ -90,17 +106,30 @@ const COLUMNS = [
   { key: "seen", label: "Seen d ago", get: (m) => m.metrics.days_since_last_seen, show: (v) => fmt.num(v, 1) },
 ];
 
-let sortState = { key: "trophies", dir: -1 };
+const DEFAULT_SORT = { key: "league", dir: -1 };
+let sortState = { ...DEFAULT_SORT };
 
+// One value against another in the direction dir; missing values last either way.
+function compareValues(x, y, dir) {
+  if (x === y) return 0;
+  if (x === null || x === undefined) return 1;
+  if (y === null || y === undefined) return -1;
+  return (x < y ? -1 : 1) * dir;
+}
+
+// A column's sort value may be a list (compared item by item). Ties keep the
+// API's order (Array.prototype.sort is stable).
 function sortedMembers(members) {
-  const column = COLUMNS.find((c) => c.key === sortState.key) || COLUMNS[4];
+  const column = COLUMNS.find((c) => c.key === sortState.key) || COLUMNS.find((c) => c.key === DEFAULT_SORT.key);
   const value = column.sortBy || column.get;
+  const keys = (m) => [value(m)].flat();
   return [...members].sort((a, b) => {
-    const x = value(a), y = value(b);
-    if (x === y) return 0;
-    if (x === null || x === undefined) return 1;
-    if (y === null || y === undefined) return -1;
-    return (x < y ? -1 : 1) * sortState.dir;
+    const x = keys(a), y = keys(b);
+    for (let i = 0; i < x.length; i += 1) {
+      const order = compareValues(x[i], y[i], sortState.dir);
+      if (order) return order;
+    }
+    return 0;
   });
 }
 
@@ -111,8 +140,10 @@ function rosterTable(roster) {
       class: c.text ? "text" : null,
       "data-key": c.key,
       "aria-sort": sortState.key === c.key ? (sortState.dir > 0 ? "ascending" : "descending") : null,
+      title: c.title,
       onclick: () => {
-        sortState = { key: c.key, dir: sortState.key === c.key ? -sortState.dir : c.text ? 1 : -1 };
+        const first = c.firstDir ?? (c.text ? 1 : -1);
+        sortState = { key: c.key, dir: sortState.key === c.key ? -sortState.dir : first };
         document.getElementById("roster").replaceWith(rosterTable(roster));
       },
     }, c.label)));
@@ -232,10 +263,11 @@ async function showMember(tag, clan) {
       h("p", {}, h("a", { href: `#/clan/${tagPath(data.clan_tag)}` }, `← ${data.clan_tag}`)),
       h("h2", { id: "member-name" }, `${m.name || tag} `, h("span", { class: "muted" }, tag)),
       h("p", { class: "muted" },
-        `${roleName[m.role] || m.role || ""} · TH ${m.town_hall_level ?? "–"} · ${m.league_tier_name || m.league_name || "no league"} · `,
+        `${roleName[m.role] || m.role || ""} · TH ${m.town_hall_level ?? "–"} · ${leagueShown(m) || "no league"} · `,
         `${history.length} snapshots · ${m.is_current ? "in the clan" : "left"}`),
       h("div", { class: "charts", id: "member-charts" },
-        lineChart("Trophies", stat("trophies")),
+        lineChart("Ranked trophies", stat("ranked_trophies")),
+        lineChart("Battle-mode trophies", stat("battle_mode_trophies")),
         lineChart("Donations (season counter)", stat("donations")),
         lineChart("Donation balance 30d", series("donation_balance", "30d")),
         lineChart("Hero rush %", series("hero_rush_pct", "latest"), { digits: 1 }),
