@@ -173,8 +173,8 @@ def _print_dbt(result: DbtResult) -> None:
         table.add_column(col, justify="right" if col in ("time", "rows") else "left")
     tests = [n for n in result.nodes if n.resource_type in ("test", "unit_test")]
     for n in result.nodes:
-        if n in tests and not n.failed:
-            continue
+        if (n in tests or n.resource_type == "operation") and not n.failed:
+            continue  # the on-run-start hook (macros/warehouse_guard.sql) too
         rows = "" if n.rows_affected is None else str(n.rows_affected)
         status = f"[red]{n.status}[/red]" if n.failed else n.status
         table.add_row(n.name, n.resource_type, status, f"{n.execution_time:.2f} s", rows)
