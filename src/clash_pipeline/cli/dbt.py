@@ -80,6 +80,7 @@ def _run_published(url: str, home: Path, args: list[str], command: str) -> int:
             "a pipeline run is building the warehouse (it holds the warehouse lock); "
             f"waiting for it, up to {build.LOCK_WAIT_SECONDS:.0f} s",
             highlight=False,
+            soft_wrap=True,
         )
 
     selects = any(a.split("=", 1)[0] in _SELECTION_OPTIONS for a in args)
@@ -89,8 +90,13 @@ def _run_published(url: str, home: Path, args: list[str], command: str) -> int:
         err.print(
             f"[red]error:[/red] dbt {command} failed: rolled back, the marts are as before",
             highlight=False,
+            soft_wrap=True,
         )
-        err.print("hint: see dbt's output above (its log: <home>/dbt/logs)", highlight=False)
+        err.print(
+            "hint: see dbt's output above (its log: <home>/dbt/logs)",
+            highlight=False,
+            soft_wrap=True,
+        )
         return 1
     out.print(
         f"published to marts in {report.seconds:.2f} s ({report.rows_inserted} rows "
