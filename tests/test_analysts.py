@@ -253,6 +253,21 @@ def test_db_env_rejects_a_bad_login(analyst: Analyst) -> None:
     assert "invalid --login 'root'" in result.stderr and "hint:" in result.stderr
 
 
+def test_clash_pipeline_dbt_without_a_command(tmp_path: Path) -> None:
+    """No arguments: an error with an example; ``--version``: dbt's answer, no database."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DATABASE_URL")}
+    env["CLASH_PIPELINE_HOME"] = str(tmp_path)
+    cli = [sys.executable, "-m", "clash_pipeline.cli", "dbt"]
+    empty = subprocess.run(cli, env=env, capture_output=True, text=True, timeout=120)
+    assert empty.returncode == 2
+    assert "no dbt command given" in empty.stderr and "clash-pipeline dbt debug" in empty.stderr
+    version = subprocess.run(
+        [*cli, "--version"], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert version.returncode == 0 and "installed:" in version.stdout
+    assert not (tmp_path / "pgdata").exists()  # no embedded database was started
+
+
 # ------------------------------------------------------------------- the warehouse lock
 
 

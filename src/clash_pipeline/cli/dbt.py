@@ -43,11 +43,15 @@ def dbt(ctx: typer.Context) -> None:
     """dbt ARGS on the pipeline's database; build, run, seed, snapshot publish to marts."""
     args = list(ctx.args)
     command = dbt_command(args)
-    if command is None:
+    if not args:
         raise ConfigError(
             "no dbt command given",
             hint="e.g. clash-pipeline dbt debug, clash-pipeline dbt build --select members",
         )
+    if command is None:  # --help, --version: dbt answers without a database
+        from dbt.cli.main import dbtRunner
+
+        raise typer.Exit(0 if dbtRunner().invoke(args).success else 1)
     settings = load_settings()
     url = common.prepare_access(settings).transform
     from clash_pipeline.transform.dbt import DbtError
