@@ -21,7 +21,7 @@
         materialized='incremental',
         unique_key='raid_season_id',
         incremental_strategy='merge',
-        on_schema_change='sync_all_columns',
+        on_schema_change='fail',
         indexes=[
             {'columns': ['raid_season_id'], 'unique': True},
         ],

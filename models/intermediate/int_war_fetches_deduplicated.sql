@@ -32,7 +32,7 @@
         materialized='incremental',
         unique_key='war_id',
         incremental_strategy='merge',
-        on_schema_change='sync_all_columns',
+        on_schema_change='fail',
         indexes=[
             {'columns': ['war_id'], 'unique': True},
             {'columns': ['fetched_at']},

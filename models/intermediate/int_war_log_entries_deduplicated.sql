@@ -20,7 +20,7 @@
         materialized='incremental',
         unique_key='log_war_id',
         incremental_strategy='merge',
-        on_schema_change='sync_all_columns',
+        on_schema_change='fail',
         indexes=[
             {'columns': ['log_war_id'], 'unique': True},
             {'columns': ['clan_tag', 'end_at']},

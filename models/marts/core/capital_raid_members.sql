@@ -25,7 +25,7 @@
         materialized='incremental',
         unique_key='raid_season_id',
         incremental_strategy='delete+insert',
-        on_schema_change='append_new_columns',
+        on_schema_change='fail',
         indexes=[
             {'columns': ['raid_season_id']},
             {'columns': ['player_tag']},

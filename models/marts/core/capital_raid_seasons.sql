@@ -15,7 +15,7 @@
         materialized='incremental',
         unique_key='raid_season_id',
         incremental_strategy='merge',
-        on_schema_change='append_new_columns',
+        on_schema_change='fail',
         indexes=[
             {'columns': ['clan_tag', 'start_at']},
             {'columns': ['fetched_at']},

@@ -19,7 +19,7 @@
         materialized='incremental',
         unique_key='war_id',
         incremental_strategy='delete+insert',
-        on_schema_change='append_new_columns',
+        on_schema_change='fail',
         indexes=[
             {'columns': ['war_id']},
             {'columns': ['attacker_tag']},

@@ -23,6 +23,7 @@ from clash_pipeline.cli import (
     backfill,
     build,
     db,
+    dbt,
     demo,
     fetch,
     monitor,
@@ -47,6 +48,12 @@ app.command("simulate-api")(simulate.simulate_api)
 app.command("fetch")(fetch.fetch)
 app.command("backfill")(backfill.backfill)
 app.command("build")(build.build)
+# every argument (options and --help included) goes to dbt
+app.command(
+    "dbt",
+    add_help_option=False,
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+)(dbt.dbt)
 app.command("run")(run.run)
 app.command("demo")(demo.demo)
 app.command("serve")(serve.serve)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from typing import Annotated
 
 import typer
@@ -132,6 +133,49 @@ def db_url(
     if login not in LOGINS:
         raise ConfigError(f"invalid --login {login!r}", hint=f"one of: {', '.join(LOGINS)}")
     print(resolve_access(settings).url(login))
+
+
+SHELLS = ("sh", "fish")
+
+
+@app.command("env")
+def db_env(
+    login: Annotated[
+        str,
+        typer.Option(
+            "--login",
+            help="Whose login: transform (dbt's, the default), readonly, ingest, owner.",
+        ),
+    ] = "transform",
+    shell: Annotated[
+        str, typer.Option("--shell", help="sh (bash, zsh: the default) or fish.")
+    ] = "sh",
+) -> None:
+    """Print exports for plain dbt and psql: eval "$(uv run clash-pipeline db env)"."""
+    settings = load_settings()
+    from clash_pipeline.warehouse.access import LOGINS, resolve_access
+
+    if login not in LOGINS:
+        raise ConfigError(f"invalid --login {login!r}", hint=f"one of: {', '.join(LOGINS)}")
+    if shell not in SHELLS:
+        raise ConfigError(f"invalid --shell {shell!r}", hint=f"one of: {', '.join(SHELLS)}")
+    from clash_pipeline.transform.dbt import analyst_env
+
+    env = analyst_env(resolve_access(settings).url(login), settings.home)
+    # unsets first: a shell that already has them shows the exports last
+    lines = sorted(env.items(), key=lambda item: item[1] is not None)
+    print("\n".join(export_line(name, value, shell) for name, value in lines))
+
+
+def export_line(name: str, value: str | None, shell: str = "sh") -> str:
+    """``export NAME='value'`` (sh) or ``set -gx NAME 'value'`` (fish), quoted for the
+    shell; ``unset NAME`` (``set -e NAME``) when ``value`` is None."""
+    if value is None:
+        return f"set -e {name}" if shell == "fish" else f"unset {name}"
+    if shell == "fish":
+        quoted = "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+        return f"set -gx {name} {quoted}"
+    return f"export {name}={shlex.quote(value)}"
 
 
 @app.command("migrate")

@@ -8,7 +8,10 @@ and nothing left in the repository:
   ``PASSWORD``/``NAME``; those variables are filled in from the database URL for
   the duration of the invocation (libpq options such as ``sslmode`` go to the
   matching ``PG*`` variables, which psycopg2 reads);
-* the target and log folders are ``<home>/dbt/target`` and ``<home>/dbt/logs``.
+* the target and log folders are ``<home>/dbt/target`` and ``<home>/dbt/logs``;
+* ``CLASH_DBT_MANAGED=1`` tells the project's on-run-start hook that the caller
+  owns the warehouse lock (a pipeline build, ``clash-pipeline dbt``, a test on
+  its own database): a plain ``dbt build`` from a shell is refused.
 
 dbt keeps global state (flags, adapters, logging), so two invocations must
 never overlap in one process: a module lock serialises them. Across processes
@@ -47,16 +50,22 @@ from clash_pipeline.errors import ClashPipelineError
 from clash_pipeline.warehouse.connect import scrub
 
 __all__ = [
+    "MANAGED_VARIABLE",
     "DbtError",
     "DbtNodeResult",
     "DbtResult",
     "DbtRunError",
+    "analyst_env",
     "dbt_build",
     "dbt_env",
     "prepare_profiles",
     "run_dbt",
 ]
 
+
+#: Set for clash-pipeline's own dbt invocations; the project's on-run-start hook
+#: (macros/warehouse_guard.sql) refuses a dbt that writes the warehouse without it.
+MANAGED_VARIABLE = "CLASH_DBT_MANAGED"
 
 # dbt's flags, adapters and loggers are process-global: one invocation at a time.
 _DBT_LOCK = threading.Lock()
@@ -185,6 +194,40 @@ def dbt_env(db_url: str) -> dict[str, str]:
     return env
 
 
+#: libpq's own variables for the five the profile reads (psql, BI tools, psycopg)
+_PG_ENV = {
+    "CLASH_DB_HOST": "PGHOST",
+    "CLASH_DB_PORT": "PGPORT",
+    "CLASH_DB_USER": "PGUSER",
+    "CLASH_DB_PASSWORD": "PGPASSWORD",
+    "CLASH_DB_NAME": "PGDATABASE",
+}
+
+
+def analyst_env(db_url: str, home: Path, project_dir: Path | None = None) -> dict[str, str | None]:
+    """What a shell needs for plain ``dbt`` and ``psql`` on this database (``db env``).
+
+    The profile's ``CLASH_DB_*`` variables and libpq's ``PG*`` ones (options
+    such as a role switch included), ``DBT_PROFILES_DIR`` at the profile the
+    pipeline uses and ``DBT_PROJECT_DIR`` at the project; outside a checkout
+    (the wheel's read-only copy) also dbt's target and log folders under
+    ``<home>/dbt/shell``. None: a variable to unset (left by an earlier export
+    for another database or login).
+    """
+    project_dir = project_dir or project.project_dir()
+    env: dict[str, str | None] = dict.fromkeys(_LIBPQ_ENV.values())
+    env.update(dbt_env(db_url))
+    for name, variable in _PG_ENV.items():
+        env[variable] = env[name]
+    env["DBT_PROFILES_DIR"] = str(prepare_profiles(home, project_dir))
+    env["DBT_PROJECT_DIR"] = str(project_dir)
+    bundled = project_dir == project.BUNDLED_DIR
+    shell_dir = Path(home) / "dbt" / "shell"
+    env["DBT_TARGET_PATH"] = str(shell_dir / "target") if bundled else None
+    env["DBT_LOG_PATH"] = str(shell_dir / "logs") if bundled else None
+    return env
+
+
 def run_dbt(
     args: Sequence[str],
     *,
@@ -249,6 +292,8 @@ def _invoke(full_args: list[str], *, db_url: str, home: Path, project_dir: Path)
         "DBT_USE_COLORS": "false",
         # profiles.yml.example names dbt's sessions with it: a stop ends exactly these
         "CLASH_DB_APPLICATION_NAME": _application_name(),
+        # macros/warehouse_guard.sql: the caller took care of the warehouse lock
+        MANAGED_VARIABLE: "1",
     }
     with _DBT_LOCK, _environ(env):
         prepare_profiles(home, project_dir)

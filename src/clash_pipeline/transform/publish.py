@@ -42,8 +42,11 @@ publishes), a member of ``clash_transform``, which has CREATE on both schemas
 removed model) stays published, as dbt also leaves its table behind.
 Invariant the incremental path relies on: when a pipeline build opens its
 restore point, ``marts_build`` equals ``marts`` (every build either publishes
-or is rolled back). A hand-run ``dbt build`` breaks it (as it bypasses the
-restore point); ``clash-pipeline build --full-refresh`` brings both back.
+or is rolled back). A hand-run ``dbt build`` would break it (as it bypasses the
+restore point), so the project's on-run-start hook refuses a dbt that writes
+unless clash-pipeline runs it (``macros/warehouse_guard.sql``); analysts build
+with ``clash-pipeline dbt build ...``, which takes this path. Should it be broken
+anyway (the hook removed), ``clash-pipeline build --full-refresh`` brings both back.
 """
 
 from __future__ import annotations

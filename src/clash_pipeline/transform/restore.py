@@ -34,8 +34,9 @@ A build whose process died is still ``running`` in ``ops.transform_builds``;
 the next build (holding the warehouse lock, so nobody else is building) rolls
 it back first (:func:`roll_back_abandoned`). Raw data is never touched: the
 failed run's landed responses stay in ``raw`` and the next build picks them up,
-which is how the next run catches up. Caveat: a manual ``dbt build`` between a
-crash and the next pipeline run is not recorded and may be partly undone.
+which is how the next run catches up. A manual ``dbt build`` from a shell, which
+would not be recorded, is refused by the project's on-run-start hook
+(``macros/warehouse_guard.sql``); ``clash-pipeline dbt build`` is recorded.
 """
 
 from __future__ import annotations
