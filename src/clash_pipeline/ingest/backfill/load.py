@@ -75,9 +75,11 @@ def backfill(
 
     Bad files are quarantined (copied under ``quarantine_root`` when given, with
     ``reasons.json``) and everything readable is loaded; already loaded bodies
-    are skipped. Raises :class:`BackfillError` when nothing can start.
+    are skipped. ``now`` (default: the wall clock) names the quarantine folder and
+    is the time no fetch time may exceed. Raises :class:`BackfillError` when
+    nothing can start.
     """
-    plan = plan_backfill(path, fetched_at=fetched_at, manifest=manifest)
+    plan = plan_backfill(path, fetched_at=fetched_at, manifest=manifest, now=now)
     return load_plan(db_url, plan, quarantine_root=quarantine_root, now=now)
 
 
