@@ -413,15 +413,16 @@ WF_0910, WF_1008 = "2025-09-10T15:24:10Z", "2025-10-08T19:00:17Z"
 
 def _merged_clan_body(samples: Path) -> dict[str, Any]:
     """The 2025-10-08 clan body with the 2025-09-10 memberList appended (as a recorder that
-    merged two lists writes it): 39 entries, 19 of them twice over, while members says 19."""
+    merged two lists writes it): 39 entries, 17 players twice over, while members says 19."""
     newer = json.loads((samples / "clan/warfroggy_2025-10-08_2PR8R8V8P.json").read_text())
     older = json.loads((samples / "clan/warfroggy_2025-09-10_2PR8R8V8P.json").read_text())
     return {**newer, "memberList": newer["memberList"] + older["memberList"]}
 
 
 def _backfill_folder(samples: Path, root: Path) -> Path:
-    """The 2025-09-10 recording (clan, members, war log, raids, current war) and a 2025-10-08
-    recording whose only roster is the merged clan body (so it would be the snapshot's)."""
+    """The 2025-09-10 recording (clan, members, a profile, war log, raids, current war) and
+    a 2025-10-08 recording whose only roster is the merged clan body (so it would be the
+    snapshot's)."""
     root.mkdir(parents=True)
     files = {
         "0910/clan.json": "clan/warfroggy_2025-09-10_2PR8R8V8P.json",
@@ -429,6 +430,8 @@ def _backfill_folder(samples: Path, root: Path) -> Path:
         "0910/warlog.json": "warlog/warfroggy_2025-02_2PR8R8V8P.json",
         "0910/raids.json": "capitalraidseasons/warfroggy_2025-09-10_2PR8R8V8P.json",
         "0910/currentwar.json": "currentwar/warfroggy_2025-09-10_notinwar_2PR8R8V8P.json",
+        # a member's profile (recorded a month later), so that every metric has its inputs
+        "0910/player.json": "player/warfroggy_2025-10-13_andrew_UU9GJ9QQ.json",
         "1008/raids.json": "capitalraidseasons/warfroggy_2025-10-08_2PR8R8V8P.json",
     }
     for target, source in files.items():
@@ -450,6 +453,7 @@ def test_a_backfilled_merged_clan_body_is_quarantined_and_the_build_passes(
     samples, migrated_db_url, tmp_path
 ):
     from clash_pipeline.transform.dbt import dbt_build
+    from clash_pipeline.transform.publish import publish_all
 
     folder = _backfill_folder(samples, tmp_path / "recordings")
     now = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
@@ -457,10 +461,16 @@ def test_a_backfilled_merged_clan_body_is_quarantined_and_the_build_passes(
 
     [bad] = result.quarantined
     assert bad.relpath == "1008/clan.json"
-    assert bad.reason.startswith("failed the door checks: member_count_mismatch: ")
-    assert "memberList has 39 entries but its members field says 19" in bad.reason
-    assert "duplicate_members: the clan body's memberList lists 19 player(s)" in bad.reason
-    assert (result.loaded, result.runs_created) == (6, 2)
+    # 17 members of 2025-10-08 were already members on 2025-09-10
+    assert bad.reason.startswith(
+        "failed the door checks: duplicate_members: the clan body's memberList lists 17 "
+        "player(s) more than once"
+    )
+    assert (
+        "; member_count_mismatch: the clan body's memberList has 39 entries but its members "
+        "field says 19: two recordings merged?"
+    ) in bad.reason
+    assert (result.loaded, result.runs_created) == (7, 2)
     reasons = json.loads((result.quarantine_dir / "reasons.json").read_text())
     assert [(f["file"], f["reason"]) for f in reasons["files"]] == [(bad.relpath, bad.reason)]
     # a manifest cannot fix a body: no template entry for it
@@ -470,6 +480,7 @@ def test_a_backfilled_merged_clan_body_is_quarantined_and_the_build_passes(
         migrated_db_url, tmp_path / "home", full_refresh=True, vars={"staging_test_days": 0}
     )
     assert build.success, [(n.name, n.message) for n in build.failed]
+    publish_all(migrated_db_url)  # dbt by hand: publish marts_build to marts
     with psycopg.connect(migrated_db_url) as conn:
         snapshots = conn.execute(
             "select clan_tag, snapshot_at, member_count, roster_endpoint"

@@ -204,7 +204,7 @@ def _out_of_range(items: list[Any], where: str) -> list[Problem]:
         if not isinstance(item, dict):
             continue
         fields = [
-            f"{name} {value}"
+            f"{name} {item[name]}"
             for name, low in _LOWEST
             for value in [_number(item.get(name))]
             if value is not None and value < low
@@ -231,7 +231,8 @@ def _clan(body: dict[str, Any], clan_tag: str | None) -> list[Problem]:
             Problem(
                 "member_count_mismatch",
                 f"the clan body's memberList has {len(items)} entries but its members "
-                f"field says {count}: two recordings merged? Keep the original response",
+                f"field says {body['members']}: two recordings merged? Keep the original "
+                "response",
             )
         )
     return problems
