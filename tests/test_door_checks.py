@@ -208,10 +208,12 @@ def test_war_sides():
         "wrong_clan",
         f"the currentwar body is a war of {OTHER}",
     )
-    # a CWL war's sides are unordered: either will do, neither will not
-    assert check_body("cwl_war", swapped, clan_tag=CLAN, fetched_at=AT) == []
+    # a run lands every war of its CWL group, most of them between two other clans
     neither = _war("inWar", **times, clan=OTHER, opp=_tag(9))
-    assert _codes(check_body("cwl_war", neither, clan_tag=CLAN, fetched_at=AT)) == ["wrong_clan"]
+    assert check_body("cwl_war", neither, clan_tag=CLAN, fetched_at=AT) == []
+    # but its times are checked like any war's
+    early = _war("inWar", prep=AT, start=AT + 3 * hour, end=AT + 27 * hour, clan=OTHER)
+    assert _codes(check_body("cwl_war", early, clan_tag=CLAN, fetched_at=AT)) == ["time_in_future"]
 
 
 def test_war_log_entries_ended_and_of_the_clan():
@@ -501,6 +503,8 @@ def test_a_backfilled_merged_clan_body_is_quarantined_and_the_build_passes(
 def test_a_scheduled_run_keeps_a_merged_clan_body_out_of_the_marts(warehouse, pipeline_project):
     """Three clans in one run: the merged one ends partial (its roster comes from /members),
     one whose member list fails too ends failed (no snapshot), the other is untouched."""
+    from clash_pipeline.monitor.run import run_monitor
+    from clash_pipeline.settings import load_settings
     from clash_pipeline.simulator import SimulatedClashApi
     from clash_pipeline.simulator.routes import MERGE_PARTNER
     from tests.plugins.prefect_fixtures import (
@@ -577,8 +581,17 @@ def test_a_scheduled_run_keeps_a_merged_clan_body_out_of_the_marts(warehouse, pi
             (failed.run_id,),
         ).fetchone()
         assert kept == (1,)
-        alerts = conn.execute(
+    # the run's monitor phase alerts for the partial clan, not for the untouched one
+    assert _door_alerts(warehouse) == [(PIPELINE_CLAN, "open", 1.0)]
+    assert merged.health["status"] == "partial"
+    # a failed run is judged by the scheduled monitor once closed: it alerts too
+    run_monitor(warehouse, load_settings(), [lost])
+    assert _door_alerts(warehouse) == [(PIPELINE_CLAN, "open", 1.0), (lost, "open", 1.0)]
+
+
+def _door_alerts(db_url: str) -> list[tuple[Any, ...]]:
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        return conn.execute(
             "select clan_tag, status, observed_value from ops.alerts"
             " where check_name = 'quarantined_bodies' order by clan_tag"
         ).fetchall()
-    assert alerts == [(PIPELINE_CLAN, "open", 1.0), (lost, "open", 1.0)]

@@ -24,7 +24,8 @@ members_differ_from_clan  a member list (``/members``) and the same run's clan b
                           :data:`MEMBER_LIST_DRIFT` players: the list is another clan's
 wrong_clan                the body names another clan than the one it lands for (a
                           clan body's ``tag``; a war log entry's or current war's
-                          ``clan.tag``; a CWL war or league group without the clan)
+                          ``clan.tag``; a league group without the clan). A CWL war
+                          is not checked: a run lands every war of its group
 wrong_player              a player body whose ``tag`` is not the player requested
 time_in_future            a time that must be in the past is later than the fetch
                           time (+ :data:`FUTURE_TOLERANCE`): a war log entry's
@@ -319,14 +320,14 @@ def _war(
         if isinstance(t, str) and is_valid_tag(t)
     ]
     problems: list[Problem] = []
-    # the current war always puts the requesting clan on the `clan` side; a CWL war may not
-    own = sides[:1] if endpoint == "currentwar" else sides
-    if clan_tag and own and normalize_tag(clan_tag) not in own:
+    # The current war puts the requesting clan on the `clan` side. A run lands every war
+    # of its CWL group (most of them between two other clans): no side to check there.
+    if endpoint == "currentwar" and clan_tag and sides and normalize_tag(clan_tag) != sides[0]:
         problems.append(
             Problem(
                 "wrong_clan",
-                f"the {endpoint} body is a war of {' and '.join(own)}, landed for clan "
-                f"{clan_tag}; check which clan it was recorded for",
+                f"the currentwar body is a war of {sides[0]}, landed for clan {clan_tag}; "
+                "check which clan it was recorded for",
             )
         )
     past = [("preparationStartTime", "a war's preparationStartTime")]
