@@ -595,3 +595,41 @@ def _door_alerts(db_url: str) -> list[tuple[Any, ...]]:
             "select clan_tag, status, observed_value from ops.alerts"
             " where check_name = 'quarantined_bodies' order by clan_tag"
         ).fetchall()
+
+
+def test_clash_pipeline_fetch_lands_a_merged_clan_body_quarantined(
+    tmp_path, migrated_db_url, sim_api
+):
+    """``clash-pipeline fetch`` (no dbt): the same door, the same partial run, its summary."""
+    import asyncio
+
+    from clash_pipeline.clash_api.ratelimit import RateLimiter
+    from clash_pipeline.ingest.fetch import ApiTarget, fetch_clans
+    from clash_pipeline.settings import load_settings
+
+    sim_api.faults.update(merged_member_lists={CLAN})
+    own = sim_api.world.members(CLAN, sim_api.clock.now())
+    settings = load_settings(clash_pipeline_home=tmp_path, coc_max_retries=1)
+    target = ApiTarget(
+        base_url=sim_api.base_url, token=sim_api.token, source="simulator", clock=sim_api.clock.now
+    )
+    limiter = RateLimiter(requests_per_second=1000, max_concurrency=16)
+    [outcome] = asyncio.run(fetch_clans(settings, migrated_db_url, [CLAN], target, limiter=limiter))
+
+    assert outcome.status == "partial", outcome.error
+    assert outcome.members == len(own)  # profiles of the member list's players only
+    with psycopg.connect(migrated_db_url) as conn:
+        rows = conn.execute(
+            "select endpoint, quarantine_reason from raw.fetch_log"
+            " where run_id = %s and quarantine_reason is not null",
+            (outcome.run_id,),
+        ).fetchall()
+        [(status, summary)] = conn.execute(
+            "select status, summary from ops.ingest_runs where run_id = %s", (outcome.run_id,)
+        ).fetchall()
+    [(endpoint, reason)] = rows
+    assert endpoint == "clan" and "member_count_mismatch" in reason
+    assert status == "partial"
+    assert [q["codes"] for q in summary["quarantined"]] == [
+        ["too_many_members", "member_count_mismatch"]
+    ]

@@ -35,6 +35,8 @@ CHANGED_ON_PURPOSE = {
     "/api/v2/ingestion/health.dropped_requests": "new anomaly count",
     "/api/v2/ingestion/health.dropped_player_fetches": "new anomaly count",
     "/api/v2/ingestion/health.dropped_players": "new count in the run's health summary",
+    # Issue 13: bodies quarantined at the door are counted in the health mart.
+    "marts.ingest_run_health.quarantined_bodies": "new column: bodies quarantined at the door",
 }
 
 

@@ -7,6 +7,12 @@ the tests and the benchmarks. Each phase takes a database URL and a
 ``ops.ingest_logs`` row per attempt (:class:`~clash_pipeline.warehouse.runs.PhaseAttempt`)
 and raises what went wrong; what a failure means for the run (fail it, retry the
 phase) is the caller's business.
+
+Landing passes the door checks (:mod:`clash_pipeline.ingest.checks`): a body the
+marts cannot take is landed with its ``quarantine_reason`` (the staging views
+leave it out) and listed in :attr:`LandResult.quarantined`, which makes the run
+``partial``; a quarantined clan body with no sound member list to take the roster
+from leaves the run without a snapshot (:func:`no_snapshot_error`: it fails).
 """
 
 from __future__ import annotations
