@@ -43,6 +43,8 @@ CHANGED_ON_PURPOSE = {
     "/api/v2/roster.league_tier_rank": "new member key (marts.roster.league_tier_rank)",
     "/api/v2/members/{tag}.league_tier_rank": "the member's roster row gains the column",
     "/api/v2/roster.members[]": "members ordered by league tier, then ranked trophies",
+    # Issue 13: bodies quarantined at the door are counted in the health mart.
+    "marts.ingest_run_health.quarantined_bodies": "new column: bodies quarantined at the door",
 }
 
 

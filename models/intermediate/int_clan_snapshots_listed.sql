@@ -37,6 +37,7 @@ roster_fetches as (
     from fetches
     where
         is_success
+        and not is_quarantined
         and endpoint in ('clan_members', 'clan')
         and coalesce(resource_tag, clan_tag) is not null
 

@@ -58,7 +58,10 @@ phases as (
         ) as dropped_requests,
         max(coalesce(details_dropped_players, 0)) filter (
             where phase = 'fetch' and status = 'succeeded'
-        ) as dropped_player_fetches
+        ) as dropped_player_fetches,
+        max(coalesce(details_quarantined_bodies, 0)) filter (
+            where phase = 'land' and status = 'succeeded'
+        ) as quarantined_bodies
 
     from logs
     where step is null
@@ -102,6 +105,7 @@ final as (
         phases.failed_player_fetches,
         phases.dropped_requests,
         phases.dropped_player_fetches,
+        phases.quarantined_bodies,
         phases.roster_size,
         member_steps.members_changed,
         runs.started_at,

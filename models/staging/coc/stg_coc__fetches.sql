@@ -28,6 +28,8 @@ joined as (
         fetch_log.error_reason,
         fetch_log.error_message,
         fetch_log.is_success,
+        fetch_log.is_quarantined,
+        fetch_log.quarantine_reason,
         fetch_log.duration_ms,
         fetch_log.attempts,
         fetch_log.retries,

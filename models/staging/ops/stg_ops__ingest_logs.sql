@@ -46,6 +46,7 @@ renamed as (
         (details ->> 'failed_players')::int as details_failed_players,
         (details ->> 'dropped_requests')::int as details_dropped_requests,
         (details ->> 'dropped_players')::int as details_dropped_players,
+        (details ->> 'quarantined_bodies')::int as details_quarantined_bodies,
 
         -- timestamps
         started_at,

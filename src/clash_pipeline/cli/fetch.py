@@ -105,10 +105,15 @@ def _print_problems(outcome: FetchOutcome) -> None:
             f"[yellow]warning[/yellow] {outcome.clan_tag}: {f['endpoint']} {f['tag'] or ''} "
             f"-> {f['status'] or f['error']} {f['reason'] or ''}"
         )
-    from clash_pipeline.ingest.run import dropped_message
+    from clash_pipeline.ingest.run import dropped_message, quarantined_message
 
     dropped = dropped_message(
         outcome.dropped_requests, outcome.dropped_players, outcome.failed_requests
     )
     if dropped:
         err.print(f"[yellow]partial[/yellow] {outcome.clan_tag}: {dropped}", highlight=False)
+    quarantined = quarantined_message(outcome.land.quarantined if outcome.land else [])
+    if quarantined:
+        err.print(
+            f"[yellow]quarantined[/yellow] {outcome.clan_tag}: {quarantined}", highlight=False
+        )

@@ -165,7 +165,7 @@ def _run_row(clan_run: ClanRun) -> tuple[str, str, str, str, str]:
 
 
 def _print_run_problem(clan_run: ClanRun) -> None:
-    from clash_pipeline.ingest.run import dropped_message
+    from clash_pipeline.ingest.run import dropped_message, quarantined_message
 
     error = clan_run.error or {}
     if clan_run.status == "failed":
@@ -189,4 +189,9 @@ def _print_run_problem(clan_run: ClanRun) -> None:
             "again. If it keeps happening, lower COC_REQUESTS_PER_SECOND or make sure no "
             "other program uses the same token",
             highlight=False,
+        )
+    quarantined = quarantined_message(clan_run.quarantined)
+    if quarantined:
+        err.print(
+            f"[yellow]quarantined[/yellow] {clan_run.clan_tag}: {quarantined}", highlight=False
         )

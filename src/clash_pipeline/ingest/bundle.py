@@ -22,6 +22,7 @@ from clash_pipeline.clash_api.client import ApiResponse, ClashClient, FetchRecor
 from clash_pipeline.clash_api.errors import ClashApiError
 from clash_pipeline.clash_api.tags import is_valid_tag, normalize_tag
 from clash_pipeline.errors import ClashPipelineError
+from clash_pipeline.ingest.checks import check_body
 
 # How much history to ask for on each run. Raid seasons change weekly and the
 # war log grows by one war every few days; these limits keep one run cheap while
@@ -101,7 +102,7 @@ async def fetch_clan_bundle(
     clan = await _fetch_clan(client, tag, list(clan_level_tasks.values()))
     bundle = ClanBundle(clan_tag=tag, snapshot_at=clan.record.fetched_at, records=[clan.record])
 
-    member_tags = [m.get("tag") for m in clan.data.get("memberList") or []]
+    member_tags = await _roster_tags(clan, clan_level_tasks["clan_members"])
     player_tags = [t for t in dict.fromkeys(member_tags) if is_valid_tag(t)]
     players = await asyncio.gather(*(_call(client.get_player(t)) for t in player_tags))
     by_endpoint = {k: await task for k, task in clan_level_tasks.items()}
@@ -133,6 +134,21 @@ async def _fetch_clan(
         for task in clan_level:
             task.cancel()
         raise
+
+
+async def _roster_tags(
+    clan: ApiResponse, members: asyncio.Future[ApiResponse | FetchRecord]
+) -> list[Any]:
+    """Whose profiles to fetch: the clan body's memberList, unless the door checks turn that
+    body away (e.g. two lists merged into one); then the member list's, when it is sound."""
+    at, tag = clan.record.fetched_at, clan.record.resource_tag
+    listed = [m.get("tag") for m in clan.data.get("memberList") or [] if isinstance(m, dict)]
+    if not check_body("clan", clan.data, clan_tag=tag, fetched_at=at):
+        return listed
+    items = _data(await members)
+    if items is None or check_body("clan_members", items, clan_tag=tag, fetched_at=at):
+        return listed
+    return [m.get("tag") for m in items.get("items") or [] if isinstance(m, dict)]
 
 
 async def _late_members(
@@ -183,6 +199,7 @@ def known_ended_cwl_wars(conn: psycopg.Connection[Any], clan_tag: str) -> set[st
             select distinct resource_tag, payload_hash
             from raw.fetch_log
             where endpoint = 'cwl_war' and clan_tag = %s and payload_hash is not null
+                and quarantine_reason is null
         )
         select distinct cwl.resource_tag
         from cwl

@@ -23,7 +23,7 @@ from clash_pipeline.clash_api.client import ClashClient, RetryPolicy, limiter_fr
 from clash_pipeline.clash_api.ratelimit import RateLimiter
 from clash_pipeline.errors import ClashPipelineError
 from clash_pipeline.ingest.land import LandResult
-from clash_pipeline.ingest.run import failed_requests, fetch_clan, land_clan
+from clash_pipeline.ingest.run import failed_requests, fetch_clan, land_clan, no_snapshot_error
 from clash_pipeline.settings import Settings
 from clash_pipeline.versions import schema_version
 from clash_pipeline.warehouse.leases import close_abandoned_runs
@@ -99,13 +99,18 @@ async def _fetch_one(
     except BaseException as exc:
         _stopped(recorder, exc, "land")
         raise
-    # landed without what was dropped after the retries: partial
-    outcome.land, outcome.status = result, "partial" if bundle.dropped else "succeeded"
-    summary = (
-        {"dropped_requests": len(bundle.dropped), "dropped_players": bundle.dropped_players}
-        if bundle.dropped
-        else None
-    )
+    outcome.land = result
+    lost = no_snapshot_error(result)  # the clan body was quarantined: kept, but no snapshot
+    if lost is not None:
+        return await _failed(outcome, recorder, lost, snapshot_at=bundle.snapshot_at)
+    # landed without what was dropped after the retries, or quarantined at the door: partial
+    outcome.status = "partial" if bundle.dropped or result.quarantined else "succeeded"
+    summary: dict[str, Any] = {}
+    if bundle.dropped:
+        summary["dropped_requests"] = len(bundle.dropped)
+        summary["dropped_players"] = bundle.dropped_players
+    if result.quarantined:
+        summary["quarantined"] = result.quarantined
     await asyncio.to_thread(
         functools.partial(
             recorder.finish,
@@ -113,7 +118,7 @@ async def _fetch_one(
             snapshot_at=bundle.snapshot_at,
             error={"failed_requests": outcome.failed_requests} if bundle.failed else None,
             counters=result.counters(),
-            summary=summary,
+            summary=summary or None,
         )
     )
     return outcome

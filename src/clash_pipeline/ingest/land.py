@@ -4,7 +4,9 @@
 in **one transaction**: the run row, the new distinct payloads
 (content-addressed by the sha256 of their canonical JSON, so an unchanged body
 is stored once) and one fetch-log row per request. A failure rolls everything
-back, so the models never see half a run.
+back, so the models never see half a run. A body that failed the door checks
+(:mod:`clash_pipeline.ingest.checks`) is landed like any other, with its
+``quarantine_reason``: kept, but left out by the staging views.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import json
 import time
 import uuid
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -48,6 +50,10 @@ class LandResult:
     retries: int
     throttled: int
     db_time_ms: int
+    #: Bodies landed but kept out of the marts by the door checks: endpoint, tag, reason.
+    quarantined: list[dict[str, Any]] = field(default_factory=list)
+    #: The clan body was quarantined and no sound member list replaces it: no snapshot.
+    no_snapshot: bool = False
 
     def counters(self) -> dict[str, int]:
         """The run's counters in ``ops.ingest_runs`` (see :meth:`RunRecorder.finish`)."""
@@ -94,11 +100,14 @@ def land_bundle(
     source: str,
     started_at: datetime,
     source_files: dict[int, str] | None = None,
+    quarantined: dict[int, str] | None = None,
 ) -> LandResult:
     """Write one clan's bundle in a single transaction and return what was stored.
 
     ``source_files`` maps an index in ``bundle.records`` to the file it came from
-    (backfill only).
+    (backfill only); ``quarantined`` an index to why its body failed the door
+    checks (:mod:`clash_pipeline.ingest.checks`): it is landed, marked, and the
+    marts leave it out.
     """
     t0 = time.perf_counter()
     hashed = [
@@ -122,7 +131,13 @@ def land_bundle(
             db_time_ms=0,
         )
         _insert_fetch_run(cur, result, bundle, source=source, started_at=started_at)
-        _copy_fetch_log(cur, bundle, run_id, [h[0] if h else None for h in hashed], source_files)
+        _copy_fetch_log(
+            cur,
+            bundle,
+            run_id,
+            [h[0] if h else None for h in hashed],
+            _Annotations(source_files or {}, quarantined or {}),
+        )
     result.db_time_ms = round((time.perf_counter() - t0) * 1000)
     return result
 
@@ -187,12 +202,20 @@ def _insert_fetch_run(
     )
 
 
+@dataclass(frozen=True)
+class _Annotations:
+    """What a fetch-log row says beyond its request: its file, why it is quarantined."""
+
+    source_files: dict[int, str]
+    quarantined: dict[int, str]
+
+
 def _copy_fetch_log(
     cur: psycopg.Cursor[Any],
     bundle: ClanBundle,
     run_id: uuid.UUID,
     payload_hashes: list[str | None],
-    source_files: dict[int, str] | None,
+    notes: _Annotations,
 ) -> None:
     """One fetch-log row per request, failures included (their payload hash is null)."""
     with cur.copy(
@@ -201,7 +224,7 @@ def _copy_fetch_log(
             run_id, clan_tag, endpoint, resource_tag, request_path,
             requested_at, fetched_at, http_status, error_reason,
             error_message, duration_ms, attempts, retries, throttled,
-            max_age_seconds, payload_hash, source_file
+            max_age_seconds, payload_hash, source_file, quarantine_reason
         ) from stdin
         """
     ) as copy:
@@ -226,7 +249,8 @@ def _copy_fetch_log(
                     record.throttled,
                     record.max_age,
                     payload_hash,
-                    (source_files or {}).get(index),
+                    notes.source_files.get(index),
+                    notes.quarantined.get(index) if payload_hash else None,
                 )
             )
 

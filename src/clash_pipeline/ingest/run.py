@@ -7,6 +7,12 @@ the tests and the benchmarks. Each phase takes a database URL and a
 ``ops.ingest_logs`` row per attempt (:class:`~clash_pipeline.warehouse.runs.PhaseAttempt`)
 and raises what went wrong; what a failure means for the run (fail it, retry the
 phase) is the caller's business.
+
+Landing passes the door checks (:mod:`clash_pipeline.ingest.checks`): a body the
+marts cannot take is landed with its ``quarantine_reason`` (the staging views
+leave it out) and listed in :attr:`LandResult.quarantined`, which makes the run
+``partial``; a quarantined clan body with no sound member list to take the roster
+from leaves the run without a snapshot (:func:`no_snapshot_error`: it fails).
 """
 
 from __future__ import annotations
@@ -21,8 +27,9 @@ import psycopg
 
 from clash_pipeline.clash_api import sent
 from clash_pipeline.clash_api.client import ClashClient
-from clash_pipeline.errors import ConfigError, DatabaseError
+from clash_pipeline.errors import ClashPipelineError, ConfigError, DatabaseError
 from clash_pipeline.ingest.bundle import ClanBundle, fetch_clan_bundle, known_ended_cwl_wars
+from clash_pipeline.ingest.checks import Problem, check_records, describe
 from clash_pipeline.ingest.land import LandResult, failed_records_json, land_bundle
 from clash_pipeline.warehouse.connect import connect
 from clash_pipeline.warehouse.runs import PhaseAttempt, RunRecorder
@@ -39,6 +46,10 @@ def fetch_retriable(exc: BaseException) -> bool:
         if isinstance(status, int) and 400 <= status < 500 and status != 429:
             return False
     return True
+
+
+class ClanQuarantinedError(ClashPipelineError):
+    """The clan body failed the door checks and nothing replaces it: the run makes no snapshot."""
 
 
 def land_retriable(exc: BaseException) -> bool:
@@ -149,6 +160,7 @@ def land_clan(
     Idempotent across attempts: an attempt whose commit made it before its
     connection died is not landed twice.
     """
+    found = check_records(bundle.records, bundle.clan_tag)  # the door: what the marts can take
     with PhaseAttempt(
         "land", [recorder], attempt=attempt, retries=retries, retriable=land_retriable, log=log
     ) as phase:
@@ -161,16 +173,70 @@ def land_clan(
                     run_id=recorder.run_id,
                     source=source,
                     started_at=recorder.started_at,
+                    quarantined={i: describe(p) for i, p in found.items()},
                 )
+        _note_quarantined(result, bundle, found)
         phase.record(
             recorder,
             rows_in=result.requests,
             rows_written=result.requests + result.payloads_new,
             rows_changed=result.payloads_new,
             db_time_ms=result.db_time_ms,
-            details={"bytes_new": result.bytes_new, "bytes_received": result.bytes_received},
+            details={
+                "bytes_new": result.bytes_new,
+                "bytes_received": result.bytes_received,
+                "quarantined_bodies": len(result.quarantined),
+                "quarantined": result.quarantined,
+            },
         )
     return result
+
+
+def _note_quarantined(
+    result: LandResult, bundle: ClanBundle, found: dict[int, list[Problem]]
+) -> None:
+    """What the door kept out of the marts, and whether the run still has a roster."""
+    result.quarantined = [
+        {
+            "endpoint": bundle.records[i].endpoint,
+            "tag": bundle.records[i].resource_tag,
+            "codes": [p.code for p in problems],
+            "reason": describe(problems),
+        }
+        for i, problems in sorted(found.items())
+    ]
+    out = {q["endpoint"] for q in result.quarantined}
+    sound_members = any(
+        r.endpoint == "clan_members" and r.status == 200 and r.ok for r in bundle.records
+    )
+    result.no_snapshot = "clan" in out and (not sound_members or "clan_members" in out)
+
+
+def no_snapshot_error(result: LandResult) -> ClanQuarantinedError | None:
+    """The run's error when its clan body was quarantined and no member list replaces it."""
+    if not result.no_snapshot:
+        return None
+    reason = next(q["reason"] for q in result.quarantined if q["endpoint"] == "clan")
+    return ClanQuarantinedError(
+        f"clan {result.clan_tag}: the clan body failed the door checks ({reason}) and the run "
+        "has no sound member list, so it makes no snapshot; its responses are kept in raw",
+        hint="see raw.fetch_log.quarantine_reason of the run; the next run fetches the clan again",
+    )
+
+
+def quarantined_message(quarantined: list[dict[str, Any]]) -> str | None:
+    """``1 body kept out of the marts: clan #TAG (too_many_members, ...)``, or None."""
+    if not quarantined:
+        return None
+    items = ", ".join(
+        f"{q['endpoint']}{' ' + q['tag'] if q.get('tag') else ''} ({', '.join(q['codes'])})"
+        for q in quarantined
+    )
+    n = len(quarantined)
+    return (
+        f"{n} bod{'ies' if n > 1 else 'y'} failed the door checks and {'were' if n > 1 else 'was'}"
+        f" kept out of the marts: {items}; see raw.fetch_log.quarantine_reason"
+    )
 
 
 def _already_landed(

@@ -198,6 +198,21 @@ where is_current
             Expect("member_count", max_value=MAX_MEMBERS),
         ),
     ),
+    Check(
+        name="quarantined_bodies",
+        severity="warning",
+        title="responses kept out of the marts by the door checks",
+        # the latest landed run, failed ones included (a quarantined clan body fails its run)
+        sql=f"""
+select distinct on (clan_tag)
+    clan_tag, clan_tag as subject, run_id::text as run_id,
+    coalesce(quarantined_bodies, 0) as quarantined_bodies
+from {HEALTH}
+where is_landed
+order by clan_tag, started_at desc
+""",
+        expectations=(Expect("quarantined_bodies", max_value=0),),
+    ),
 )
 
 CHECKS_BY_NAME = {check.name: check for check in CHECKS}

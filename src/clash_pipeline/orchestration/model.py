@@ -89,6 +89,8 @@ class ClanRun:
     #: failure: a run that landed with any is ``partial``, not ``succeeded``.
     dropped_requests: int = 0
     dropped_players: int = 0
+    #: Bodies the door checks kept out of the marts (landed, marked): the run is ``partial``.
+    quarantined: list[dict[str, Any]] = field(default_factory=list)
     rows_changed: int | None = None
     phase_ms: dict[str, int] = field(default_factory=dict)
     failed_request_list: list[dict[str, Any]] = field(default_factory=list)
@@ -181,7 +183,8 @@ class IngestReport:
 
     @property
     def partial(self) -> list[ClanRun]:
-        """Runs that landed and built, but without some data (dropped after the retries)."""
+        """Runs that landed and built, but without some data (dropped after the retries, or
+        bodies quarantined at the door)."""
         return [r for r in self.runs if r.status == "partial"]
 
     def run_for(self, clan_tag: str) -> ClanRun:

@@ -59,7 +59,13 @@ class ScriptedFault:
 
 
 #: Fields that hold sets of tags (normalised when set).
-_TAG_SETS = ("private_warlog_clans", "missing_players", "missing_clans", "departed_players")
+_TAG_SETS = (
+    "private_warlog_clans",
+    "missing_players",
+    "missing_clans",
+    "departed_players",
+    "merged_member_lists",
+)
 _RATES = ("error_rate", "gateway_error_rate", "timeout_rate", "malformed_rate", "truncated_rate")
 
 
@@ -93,6 +99,10 @@ class FaultConfig:
     missing_clans: set[str] = field(default_factory=set)
     #: Players who left their clan: gone from its member list and member count.
     departed_players: set[str] = field(default_factory=set)
+    #: Clans whose GET /clans/{tag} body has a merged memberList, as a recorder that merged
+    #: two lists writes it: the clan's own members followed by another clan's, while
+    #: ``members`` still counts the clan's own (the door checks must quarantine it).
+    merged_member_lists: set[str] = field(default_factory=set)
     #: Unknown extra fields at several levels of every JSON body.
     extra_fields: bool = False
     #: Deterministic faults, used up in order (see ScriptedFault).
@@ -185,6 +195,10 @@ class FaultConfig:
     def has_departed(self, tag: str) -> bool:
         with self._lock:
             return tag in self.departed_players
+
+    def has_merged_member_list(self, tag: str) -> bool:
+        with self._lock:
+            return tag in self.merged_member_lists
 
     def is_private_warlog(self, tag: str) -> bool:
         with self._lock:

@@ -34,6 +34,10 @@ CACHE_SECONDS: dict[str, int] = {
     "leagues": 600,
 }
 
+#: The clans whose members a ``merged_member_lists`` fault appends to a clan's memberList.
+MERGE_PARTNER = "#2LQ0PGRJ"
+MERGE_PARTNER_ALT = "#2LQ0PGRU"
+
 #: What follows /clans/{tag}, by kind.
 _CLAN_PATHS: dict[tuple[str, ...], str] = {
     (): "clan",
@@ -155,7 +159,15 @@ def _clan(request: DataRequest) -> Any:
     if faults.departed_players:
         members = _staying(faults, body["memberList"])
         body = {**body, "memberList": members, "members": len(members)}
+    if faults.has_merged_member_list(tag):
+        other = request.world.clan(_merge_partner(tag), request.at)["memberList"]
+        body = {**body, "memberList": [*body["memberList"], *other]}
     return body
+
+
+def _merge_partner(tag: str) -> str:
+    """The clan whose members a merged memberList adds (any other tag is a clan too)."""
+    return MERGE_PARTNER if tag != MERGE_PARTNER else MERGE_PARTNER_ALT
 
 
 def _members(request: DataRequest) -> Any:

@@ -20,6 +20,8 @@ renamed as (
         error_reason,
         error_message,
         http_status = 200 and payload_hash is not null as is_success,
+        quarantine_reason,
+        quarantine_reason is not null as is_quarantined,
         duration_ms,
         attempts,
         retries,

@@ -1,8 +1,10 @@
 {#-
     Every successful fetch with its body and lineage: the one input of the
     entity staging models, which filter it by endpoint. Failed requests never
-    have a payload (raw enforces it) and are left out here; stg_coc__fetches
-    keeps them.
+    have a payload (raw enforces it) and are left out here, and so are bodies
+    quarantined at the door (raw.fetch_log.quarantine_reason: a body that
+    would break the marts, kept in raw but never built); stg_coc__fetches
+    keeps both.
 -#}
 
 with
@@ -28,7 +30,7 @@ payloads as (
 successful_fetches as (
 
     select * from fetch_log
-    where is_success
+    where is_success and not is_quarantined
 
 ),
 

@@ -112,7 +112,14 @@ entry beats ``defaults``; ``--manifest`` beats in-tree manifests, and a nearer
 manifest a farther one. An invalid manifest stops the backfill before anything
 is loaded.
 
-**Quarantine**: unreadable or unrecognised files are copied (with their
+**Door checks** (:mod:`clash_pipeline.ingest.checks`, the same as a scheduled
+run's): a body the marts cannot take is quarantined with the checks' codes and
+reasons, e.g. a clan body whose ``memberList`` has more than 50 entries or
+disagrees with its ``members`` count, duplicate member tags, a member list
+that is not the same run's clan's, a body of another clan, a war or raid time
+after the fetch time, or a fetch time later than now.
+
+**Quarantine**: unreadable, unrecognised or door-failing files are copied (with their
 relative paths and modification times) to ``<home>/quarantine/<UTC time>/``
 with ``reasons.json`` and, when some were recognised but lack a clan, an
 endpoint or a distinct time, a ``manifest.json`` template with what is known;

@@ -99,13 +99,16 @@ def backfill(
     Bad files are quarantined (copied under ``quarantine_root`` when given, with
     ``reasons.json``) and everything readable is loaded; already loaded bodies
     are skipped, and responses of endpoints the pipeline does not store are
-    listed and left in place. Raises :class:`BackfillError` when nothing can start.
+    listed and left in place. ``now`` (default: the wall clock) names the
+    quarantine folder and is the time no fetch time may exceed. Raises
+    :class:`BackfillError` when nothing can start.
     """
     plan = plan_backfill(
         path,
         fetched_at=fetched_at,
         manifest=manifest,
         known_clans=lambda: warehouse_clans(db_url),
+        now=now,
     )
     return load_plan(db_url, plan, quarantine_root=quarantine_root, now=now)
 

@@ -2,7 +2,10 @@
 
 Planning first and landing after means an invalid manifest or option stops the
 backfill before anything is loaded, and that clans, duplicates and conflicts
-are decided with the whole folder in view.
+are decided with the whole folder in view. Last come the door checks
+(:mod:`clash_pipeline.ingest.checks`): a body the marts cannot take (a clan body
+whose memberList merges two recordings, a member list of another clan, a time
+in the future ...) is quarantined with the reason, so it never fails the build.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ import os
 import stat
 from collections import defaultdict
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 from clash_pipeline.ingest.backfill.clans import KnownClans, resolve_clans
@@ -32,9 +35,16 @@ from clash_pipeline.ingest.backfill.model import (
     Skipped,
 )
 from clash_pipeline.ingest.backfill.quarantine import is_quarantine_reasons
+from clash_pipeline.ingest.backfill.read import parse_file
 from clash_pipeline.ingest.backfill.times import parse_fetch_time
+from clash_pipeline.ingest.checks import check_body, check_fetch_time, describe
 
 _PATH_HINT = "pass a saved API response (.json) or a folder of them"
+#: Endpoints whose bodies the door reads again (a player's tag is already checked against
+#: its sources by identify; league lists have nothing the marts could trip on).
+_DOOR_ENDPOINTS = frozenset(
+    {"clan", "clan_members", "warlog", "currentwar", "cwl_war", "capitalraidseasons", "leaguegroup"}
+)
 
 
 def plan_backfill(
@@ -43,15 +53,18 @@ def plan_backfill(
     fetched_at: datetime | None = None,
     manifest: Path | str | None = None,
     known_clans: KnownClans | None = None,
+    now: datetime | None = None,
 ) -> BackfillPlan:
     """Read and recognise every file under ``path``; decide clans, times and runs.
 
     Touches no database itself: ``known_clans`` (the clans already in the
     warehouse) is called at most once, and only when a CWL war or league group
-    needs it. Raises :class:`BackfillError` when the backfill cannot start
-    (PATH missing, nothing to read, an invalid manifest); a bad file is never
-    an error here, it is quarantined, and a response of an endpoint the
-    pipeline does not store is listed in ``not_stored``.
+    needs it. Files failing the door checks are quarantined (a fetch time later
+    than ``now``, default the wall clock, among them). Raises
+    :class:`BackfillError` when the backfill cannot start (PATH missing, nothing
+    to read, an invalid manifest); a bad file is never an error here, it is
+    quarantined, and a response of an endpoint the pipeline does not store is
+    listed in ``not_stored``.
     """
     given, root = _resolve_path(path)
     when = _fetch_time_option(fetched_at)
@@ -66,10 +79,13 @@ def plan_backfill(
     items, quarantined, not_stored = _recognise(data_files, root, manifests, when)
     items, unresolved = resolve_clans(items, known_clans)
     files, duplicates, conflicts = _dedupe(items)
+    files, turned_away = _door(files, now or datetime.now(UTC))
     return BackfillPlan(
         root=root,
         files=files,
-        quarantined=sorted(quarantined + unresolved + conflicts, key=lambda q: q.relpath),
+        quarantined=sorted(
+            quarantined + unresolved + conflicts + turned_away, key=lambda q: q.relpath
+        ),
         duplicates=duplicates,
         files_read=len(data_files),
         manifests=[m.file for m in manifests],
@@ -171,6 +187,52 @@ def _dedupe(
         seen.add(key)
         files.append(item)
     return files, duplicates, conflicts
+
+
+def _door(files: list[BackfillFile], now: datetime) -> tuple[list[BackfillFile], list[Quarantined]]:
+    """(files the marts can take, files quarantined by the door checks with their reasons).
+
+    A member list is compared with the clan body of its run (same clan, same fetch time).
+    """
+    bodies = {
+        item.relpath: _body(item)
+        for item in files
+        if not item.is_error and item.endpoint in _DOOR_ENDPOINTS
+    }
+    clan_bodies = {
+        (item.clan_tag, item.fetched_at): bodies[item.relpath]
+        for item in files
+        if item.endpoint == "clan" and bodies.get(item.relpath) is not None
+    }
+    kept: list[BackfillFile] = []
+    turned_away: list[Quarantined] = []
+    for item in files:
+        problems = check_fetch_time(item.fetched_at, now)
+        body = bodies.get(item.relpath)
+        if body is not None:
+            problems += check_body(
+                item.endpoint,
+                body,
+                clan_tag=item.clan_tag,
+                fetched_at=item.fetched_at,
+                resource_tag=item.resource_tag,
+                clan_body=clan_bodies.get((item.clan_tag, item.fetched_at)),
+            )
+        if not problems:
+            kept.append(item)
+            continue
+        # no manifest template entry: the body itself is wrong, not what is known of it
+        reason = f"failed the door checks: {describe(problems)}"
+        turned_away.append(Quarantined(item.path, item.relpath, reason))
+    return kept, turned_away
+
+
+def _body(item: BackfillFile) -> object:
+    """The file's body, read again (None if it cannot be: loading re-reads and reports it)."""
+    try:
+        return parse_file(item.path).body
+    except FileProblem:
+        return None
 
 
 def _conflicts(items: list[BackfillFile]) -> list[Quarantined]:

@@ -92,7 +92,12 @@ def note_fetched(run: ClanRun, bundle: ClanBundle, seconds: float) -> None:
 
 
 def note_landed(run: ClanRun, result: LandResult, seconds: float) -> None:
+    """The run's landing counters; a quarantined clan body without a roster fails the run."""
     run.landed = True
+    run.quarantined = result.quarantined
+    lost = clan_run.no_snapshot_error(result)
+    if lost is not None:  # kept in raw, but no snapshot: not built, other clans go on
+        run.fail("land", lost)
     run.requests = result.requests
     run.failed_requests = result.failed_requests
     run.retries = result.retries

@@ -155,7 +155,7 @@ def _health_row(conn: psycopg.Connection[Any], run: ClanRun, has_snapshots: bool
 def _health_status(run: ClanRun) -> str:
     if run.status == "failed":
         return "failed"
-    return "partial" if run.dropped_requests else "ok"
+    return "partial" if run.dropped_requests or run.quarantined else "ok"
 
 
 def note_health(runs: list[ClanRun], health: dict[str, dict[str, Any]], seconds: float) -> None:

@@ -42,12 +42,15 @@ def close_runs(ctx: RunContext, runs: list[ClanRun]) -> None:
         if run.status == "skipped":
             continue
         if run.status == "running":
-            # landed and built, but without what was dropped after the retries: partial
-            run.status = "partial" if run.dropped_requests else "succeeded"
+            # landed and built, but without what was dropped after the retries or
+            # quarantined at the door: partial
+            run.status = "partial" if run.dropped_requests or run.quarantined else "succeeded"
         summary: dict[str, Any] = {"batch_id": str(ctx.batch_id)}
         if run.dropped_requests:
             summary["dropped_requests"] = run.dropped_requests
             summary["dropped_players"] = run.dropped_players
+        if run.quarantined:
+            summary["quarantined"] = run.quarantined
         if run.health is not None:
             summary["health"] = run.health
         error = run.error
