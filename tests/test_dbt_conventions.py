@@ -13,7 +13,12 @@ model added later is held to the same rules (STYLE.md, "dbt"):
 - a primary-key test on every model: ``unique`` + ``not_null`` on one column,
   or ``unique_combination_of_columns`` (macros/coc_generic_tests.sql);
 - freshness on every source table (or a reason here why not);
-- a description on every model.
+- a description on every model;
+- a description on every column a source table or a model has in the database
+  (the sources' columns against a freshly migrated database here; the models'
+  against a built warehouse in tests/test_data_test_windows.py);
+- no data test whose window is the wall clock (``now()``): windows end at the
+  newest data (``__recent_window__``, macros/recent_window.sql).
 
 Each rule is a function returning the offending nodes, so the same function is
 checked against a small fabricated manifest that breaks it.
@@ -27,6 +32,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 
 from clash_pipeline.transform.dbt import run_dbt
@@ -199,6 +205,20 @@ def models_without_description(manifest: Manifest) -> list[str]:
     return [node["name"] for node in models(manifest) if not node["description"].strip()]
 
 
+# Words of a `where` that tie a data test's window to the wall clock.
+WALL_CLOCK = re.compile(r"\b(now\(\)|current_timestamp|current_date|localtimestamp)", re.I)
+
+
+def data_tests_windowed_on_the_wall_clock(manifest: Manifest) -> list[str]:
+    """Data tests whose ``where`` compares with now(): they test nothing on past data."""
+    return [
+        node["name"]
+        for node in manifest["nodes"].values()
+        if node["resource_type"] == "test"
+        and WALL_CLOCK.search(str((node.get("config") or {}).get("where") or ""))
+    ]
+
+
 RULES = [
     misnamed_models,
     sources_outside_staging,
@@ -206,7 +226,57 @@ RULES = [
     models_without_primary_key_test,
     sources_without_freshness,
     models_without_description,
+    data_tests_windowed_on_the_wall_clock,
 ]
+
+# relation (schema, name) -> its columns in the database
+DbColumns = dict[tuple[str, str], list[str]]
+
+
+def relation_of(node: Node) -> tuple[str, str]:
+    """Where a source table, model or seed lives: (schema, name)."""
+    name = node.get("identifier") or node.get("alias") or node["name"]
+    return str(node["schema"]), str(name)
+
+
+def undocumented_columns(manifest: Manifest, db_columns: DbColumns) -> list[str]:
+    """``<unique_id>.<column>`` of every database column without a description.
+
+    Only the nodes whose relation is in ``db_columns`` are checked (an
+    ephemeral model, or one not built, has none).
+    """
+    nodes = [*manifest["nodes"].values(), *manifest["sources"].values()]
+    bad = []
+    for node in nodes:
+        if node["resource_type"] not in ("source", "model", "seed", "snapshot"):
+            continue
+        if node["package_name"] != PROJECT or relation_of(node) not in db_columns:
+            continue
+        documented = {
+            name
+            for name, column in (node.get("columns") or {}).items()
+            if str(column.get("description") or "").strip()
+        }
+        bad += [
+            f"{node['unique_id']}.{column}"
+            for column in db_columns[relation_of(node)]
+            if column not in documented
+        ]
+    return bad
+
+
+def database_columns(db_url: str, schemas: Iterable[str]) -> DbColumns:
+    """The columns of every table and view of ``schemas``, in order."""
+    with psycopg.connect(db_url) as conn:
+        rows = conn.execute(
+            "select table_schema, table_name, column_name from information_schema.columns"
+            " where table_schema = any(%s) order by table_schema, table_name, ordinal_position",
+            (list(schemas),),
+        ).fetchall()
+    found: DbColumns = {}
+    for schema, table, column in rows:
+        found.setdefault((schema, table), []).append(column)
+    return found
 
 
 # --------------------------------------------------------------------------- the project
@@ -226,6 +296,18 @@ def test_the_project_follows_the_rule(manifest: Manifest, rule: Any) -> None:
 
 def test_freshness_exemptions_name_real_sources(manifest: Manifest) -> None:
     assert set(FRESHNESS_EXEMPT) <= set(manifest["sources"])
+
+
+def test_every_column_of_every_source_table_is_described(
+    manifest: Manifest, migrated_db_url: str
+) -> None:
+    sources = list(manifest["sources"].values())
+    db_columns = database_columns(migrated_db_url, {source["schema"] for source in sources})
+    # every source table exists, with the columns the migrations gave it
+    assert {relation_of(source) for source in sources} <= set(db_columns)
+    assert len(db_columns[("ops", "ingest_runs")]) == 23
+    assert len(db_columns[("ops", "ingest_logs")]) == 19
+    assert undocumented_columns(manifest, db_columns) == []
 
 
 # --------------------------------------------------------------------------- the rules can fail
@@ -349,6 +431,15 @@ def test_a_fabricated_good_manifest_passes_every_rule() -> None:
             _model("quiet", ["marts"], description=" "),
             "quiet",
         ),
+        (
+            data_tests_windowed_on_the_wall_clock,
+            _test("not_null", "fetches", "fetch_id")
+            | {
+                "name": "not_null_recent",
+                "config": {"where": "fetched_at >= NOW() - interval '3 days'"},
+            },
+            "not_null_recent",
+        ),
     ],
 )
 def test_each_rule_finds_its_offender(rule: Any, extra: Node, offender: str) -> None:
@@ -362,3 +453,29 @@ def test_a_unique_column_without_not_null_is_no_primary_key() -> None:
         _test("not_null", "half", "other_id"),
     ]
     assert models_without_primary_key_test(_manifest(*GOOD, *half)) == ["half"]
+
+
+def test_a_column_without_description_is_found_where_the_database_has_it() -> None:
+    source = _source("coc", "fetch_log") | {
+        "schema": "raw",
+        "identifier": "fetch_log",
+        "columns": {
+            "fetch_id": {"description": "Identity primary key."},
+            "run_id": {"description": "  "},
+        },
+    }
+    model = _model("fetches", ["marts", "core"]) | {
+        "schema": "marts_build",
+        "alias": "fetches",
+        "columns": {"fetch_id": {"description": "The fetch."}},
+    }
+    db_columns = {
+        ("raw", "fetch_log"): ["fetch_id", "run_id", "landed_at"],
+        ("marts_build", "fetches"): ["fetch_id"],
+    }
+    assert undocumented_columns(_manifest(source, model), db_columns) == [
+        "source.clash_pipeline.coc.fetch_log.run_id",
+        "source.clash_pipeline.coc.fetch_log.landed_at",
+    ]
+    # a relation the database does not have (ephemeral, not built) is not checked
+    assert undocumented_columns(_manifest(source, model), {}) == []

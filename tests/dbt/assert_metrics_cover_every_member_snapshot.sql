@@ -13,11 +13,9 @@ recent_members as (
         player_tag,
         has_profile
 
-    from {{ ref('member_snapshot_stats') }}
-    where
-        {{ var('staging_test_days', 3) }} = 0
-        or snapshot_at
-        >= now() - make_interval(days => {{ var('staging_test_days', 3) }})
+    from {{ ref('member_snapshot_stats') }} as stats
+    -- each clan's last staging_test_days days (macros/recent_window.sql)
+    where {{ recent_window('snapshot_at', per='clan_tag', alias='stats') }}
 
 ),
 

@@ -13,11 +13,9 @@ recent_metrics as (
         metric_name,
         metric_window
 
-    from {{ ref('metrics') }}
-    where
-        {{ var('staging_test_days', 3) }} = 0
-        or as_of
-        >= now() - make_interval(days => {{ var('staging_test_days', 3) }})
+    from {{ ref('metrics') }} as metrics
+    -- each clan's last staging_test_days days (macros/recent_window.sql)
+    where {{ recent_window('as_of', per='clan_tag', alias='metrics') }}
 
 ),
 

@@ -8,11 +8,9 @@ with
 
 roster_snapshots as (
 
-    select * from {{ ref('roster_snapshots') }}
-    where
-        {{ var('staging_test_days', 3) }} = 0
-        or snapshot_at >= now()
-        - make_interval(days => {{ var('staging_test_days', 3) }})
+    select * from {{ ref('roster_snapshots') }} as snapshots
+    -- each clan's last staging_test_days days (macros/recent_window.sql)
+    where {{ recent_window('snapshot_at', per='clan_tag', alias='snapshots') }}
 
 ),
 
