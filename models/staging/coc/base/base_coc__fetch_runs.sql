@@ -1,8 +1,24 @@
+{#-
+    Every landed run, except those held back from the marts: a run whose
+    data failed a dbt data test is `held` (or `dropped` by the operator) in
+    ops.held_runs, so that the other clans' runs of the same build advance
+    (src/clash_pipeline/transform/isolation.py). Every fetch reaches the
+    models through a join to this view, so this one filter keeps a held
+    run's responses out of every staging, intermediate and mart model.
+-#}
+
 with
 
 source as (
 
     select * from {{ source('coc', 'fetch_runs') }}
+
+),
+
+held_runs as (
+
+    select run_id from {{ source('ops', 'held_runs') }}
+    where status in ('held', 'dropped')
 
 ),
 
@@ -23,6 +39,10 @@ renamed as (
         landed_at
 
     from source
+    where not exists (
+        select from held_runs
+        where held_runs.run_id = source.run_id
+    )
 
 )
 
