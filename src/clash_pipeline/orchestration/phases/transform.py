@@ -23,7 +23,7 @@ from clash_pipeline.orchestration.model import (
 )
 from clash_pipeline.orchestration.phases.common import always_retriable, log
 from clash_pipeline.transform import isolation, restore
-from clash_pipeline.warehouse.runs import PhaseAttempt, RunRecorder
+from clash_pipeline.warehouse.runs import PhaseAttempt, RunRecorder, error_payload
 
 if TYPE_CHECKING:
     from clash_pipeline.transform.dbt import DbtResult
@@ -68,25 +68,36 @@ def transform(ctx: RunContext, runs: list[ClanRun], *, attempt: int = 1) -> Buil
     ) as phase:
         phase.failure_details = {"restored": True}
         built = _build(ctx, runs, phase)
-        held = {
-            h.run_id: h for h in isolation.held_runs(ctx.db_url, run_ids=[r.run_id for r in runs])
-        }
-        kept = [run for run in runs if run.run_id not in held]
-        models = restore.dbt_models(_manifest(ctx)) or {}
-        steps = _step_results(ctx, built.point, built.result, models, kept)
-        nodes: dict[str, int] = {}
-        for node in built.result.nodes:
-            nodes[node.status] = nodes.get(node.status, 0) + 1
-        outcome = BuildOutcome(
-            build_id=built.point.build_id,
-            scope=built.point.scope,
-            seconds=round(time.perf_counter() - t0, 3),
-            nodes=nodes,
-            steps=steps,
-            held={str(h.run_id): {"clan_tag": h.clan_tag, "tests": h.tests} for h in held.values()},
-        )
-        _record_success(phase, runs, outcome, built.result)
+        try:
+            outcome = _outcome(ctx, runs, built, t0)
+            _record_success(phase, runs, outcome, built.result)
+        except BaseException as exc:  # the build is not kept: put every mart back
+            restore.roll_back(
+                ctx.db_url, built.point.build_id, error=error_payload(exc, phase="transform")
+            )
+            raise
     return outcome
+
+
+def _outcome(
+    ctx: RunContext, runs: list[ClanRun], built: isolation.IsolatedBuild, t0: float
+) -> BuildOutcome:
+    """What the build did, per clan run: mart steps, or why the run was held back."""
+    held = {h.run_id: h for h in isolation.held_runs(ctx.db_url, run_ids=[r.run_id for r in runs])}
+    kept = [run for run in runs if run.run_id not in held]
+    models = restore.dbt_models(_manifest(ctx)) or {}
+    steps = _step_results(ctx, built.point, built.result, models, kept)
+    nodes: dict[str, int] = {}
+    for node in built.result.nodes:
+        nodes[node.status] = nodes.get(node.status, 0) + 1
+    return BuildOutcome(
+        build_id=built.point.build_id,
+        scope=built.point.scope,
+        seconds=round(time.perf_counter() - t0, 3),
+        nodes=nodes,
+        steps=steps,
+        held={str(h.run_id): {"clan_tag": h.clan_tag, "tests": h.tests} for h in held.values()},
+    )
 
 
 def _manifest(ctx: RunContext) -> Path:
