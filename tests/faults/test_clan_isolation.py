@@ -34,8 +34,10 @@ pytestmark = pytest.mark.slow
 
 GOOD = PIPELINE_CLAN
 BAD = "#9RCRVL8V"
-#: The data test the bad roster breaks (macros/coc_generic_tests.sql, min_value 0).
-BROKEN_TEST = "accepted_range_member_snapshot_stats_donations__0"
+#: The data test the bad roster breaks: members.donations >= 0 (accepted_range,
+#: macros/coc_generic_tests.sql). It returns the tested column only: the clan is found
+#: by matching the failing value back to the members rows.
+BROKEN_TEST = "accepted_range_members_donations__0"
 #: Every table of marts with a clan_tag column: a clan's published rows.
 _CLAN_TABLES = """
 select c.table_name from information_schema.columns c
@@ -101,7 +103,8 @@ def _break_next_roster(url, clan):
         ).fetchall()
         conn.execute(
             f"""
-            create function public.isolation_test_break_roster() returns trigger language plpgsql as $$
+            create function public.isolation_test_break_roster() returns trigger
+            language plpgsql as $$
             begin
                 if new.clan_tag = '{clan}' and new.endpoint = 'clan_members'
                    and new.payload_hash is not null then

@@ -22,6 +22,16 @@ held_runs as (
 
 ),
 
+-- an anti-join: a probe of held_runs' primary key per run
+kept_runs as (
+
+    select source.* from source
+    left join held_runs
+        on source.run_id = held_runs.run_id
+    where held_runs.run_id is null
+
+),
+
 renamed as (
 
     select
@@ -38,11 +48,7 @@ renamed as (
         snapshot_at,
         landed_at
 
-    from source
-    where not exists (
-        select from held_runs
-        where held_runs.run_id = source.run_id
-    )
+    from kept_runs
 
 )
 
