@@ -6,10 +6,11 @@ test accepts (a negative donation count), written straight into raw as if it had
 passed the landing checks (a trigger swaps the payload of its members fetch, so
 nothing in Python sees it). The other clan advances and is published; the bad
 clan's run is held back (ops.held_runs), its marts stay as they were, the run
-says which test failed, and the monitor opens a ``held_runs`` alert. The next
-good run advances the clan; ``clash-pipeline build --release`` builds the held
-run again (held again: its data still fails), ``--drop-held`` leaves it out and
-the alert resolves.
+says which test failed, and the monitor opens a ``held_runs`` alert.
+``clash-pipeline build --release`` builds the held run again (the same isolation as
+the pipeline: its data still fails, so it is held again and the other clan is
+published); the next good run advances the clan; ``--drop-held`` leaves the held
+run out for good and the alert resolves.
 """
 
 from __future__ import annotations
@@ -201,6 +202,28 @@ def test_a_failing_data_test_holds_back_one_clan_and_the_others_advance(
     ]
     assert _one(url, "select count(*) from ops.alerts where check_name = 'held_runs'") == 1
 
+    # released while its data is still the clan's latest: built again (a full refresh, as
+    # `build` and `backfill` build), it fails again, so it is held again; GOOD is published
+    monkeypatch.setenv("CLASH_PROJECT_DIR", str(pipeline_project))
+    import clash_pipeline.cli as cli
+
+    runner = CliRunner()
+    released = runner.invoke(cli.app, ["build", "--release", BAD])
+    assert released.exit_code == 1, released.output
+    assert f"{BAD}: 1 held run(s) released" in released.output
+    assert f"held {BAD}: 1 run(s) held back" in released.output
+    assert BROKEN_TEST in released.output
+    assert _rows(url, "select status from ops.held_runs where run_id = %s", bad.run_id) == [
+        ("held",)
+    ]
+    assert _clan_marts(url, BAD) == bad_before
+    assert good.run_id in _published_runs(url, GOOD)
+    assert _rows(
+        url,
+        "select status, error -> 'held_clans' from ops.transform_builds"
+        " order by started_at desc limit 2",
+    ) == [("published", None), ("rolled_back", [BAD])]
+
     # the next run's data is good: the clan advances; the held run stays out, the alert open
     _mend_rosters(url)
     sim.clock.advance(timedelta(hours=6))
@@ -219,22 +242,6 @@ def test_a_failing_data_test_holds_back_one_clan_and_the_others_advance(
         )
         == 2
     )
-
-    # released: built again (a full refresh), still failing, so held again; GOOD is published
-    monkeypatch.setenv("CLASH_PROJECT_DIR", str(pipeline_project))
-    import clash_pipeline.cli as cli
-
-    runner = CliRunner()
-    released = runner.invoke(cli.app, ["build", "--release", BAD])
-    assert released.exit_code == 1, released.output
-    assert f"{BAD}: 1 held run(s) released" in released.output
-    assert f"held {BAD}: 1 run(s) held back" in released.output
-    assert BROKEN_TEST in released.output
-    assert _rows(url, "select status from ops.held_runs where run_id = %s", bad.run_id) == [
-        ("held",)
-    ]
-    assert _published_runs(url, BAD) == bad_runs
-    assert _published_runs(url, GOOD) >= {good.run_id, after.runs[0].run_id}
 
     # dropped: out for good, and the next monitor run resolves the alert
     dropped = runner.invoke(cli.app, ["build", "--drop-held", BAD])
