@@ -52,7 +52,8 @@ def build(
         list[str] | None,
         typer.Option(
             "--drop-held",
-            help="Leave the held runs of this clan out of the marts for good (repeatable).",
+            help="Leave the held runs of this clan out of the marts for good, without a "
+            "build (repeatable).",
         ),
     ] = None,
 ) -> None:
@@ -65,6 +66,8 @@ def build(
     url = common.prepare_access(settings).transform
     if release or drop_held:
         released = _decide_held(url, release or [], drop_held or [])
+        if not (released or full_refresh or select):
+            return  # dropped runs were out of the marts already: nothing to build
         full_refresh = full_refresh or released > 0  # held runs are older than the marts
     if not run_build(url, settings.home, full_refresh=full_refresh, select=select):
         raise typer.Exit(1)
