@@ -67,6 +67,7 @@ from clash_pipeline.errors import ClashPipelineError
 from clash_pipeline.transform import restore
 from clash_pipeline.transform.dbt import DbtNodeResult, DbtResult
 from clash_pipeline.warehouse.connect import connect
+from clash_pipeline.warehouse.runs import error_payload
 
 __all__ = [
     "MAX_ROUNDS",
@@ -161,7 +162,7 @@ def build_isolated(
         try:
             result = run(point)
         except BaseException as exc:
-            _give_up(db_url, point, held, {"type": type(exc).__name__, "message": str(exc)[:300]})
+            _give_up(db_url, point, held, error_payload(exc, phase="transform"))
             raise
         if result.success and not result.failed:
             return IsolatedBuild(point, result, held, rolled)
@@ -172,28 +173,43 @@ def build_isolated(
         if reason is None:
             new, reason = _hold(db_url, failures, point.build_id, full_refresh=full_refresh)
         if reason is not None:
-            _give_up(db_url, point, held, {"type": "DbtRunError", "not_isolated": reason})
+            error = {
+                "type": "DbtRunError",
+                "phase": "transform",
+                "message": result.error_summary or "dbt build failed",
+                "not_isolated": reason,
+            }
+            _give_up(db_url, point, held, error)
             return IsolatedBuild(point, result, [], rolled, not_isolated=reason)
-        clans = sorted({h.clan_tag for h in new})
-        restore.roll_back(
-            db_url,
-            point.build_id,
-            error={
-                "type": "DataTestsFailed",
-                "message": f"data tests failed for {', '.join(clans)}: their runs are held back",
-                "held_clans": clans,
-                "tests": sorted({f.test for f in failures}),
-            },
-        )
-        _log.warning(
-            "data tests failed for clan(s) %s (%s): %d run(s) held back, building again",
-            ", ".join(clans),
-            ", ".join(sorted({f.test for f in failures})),
-            len(new),
-        )
+        _roll_back_to_isolate(db_url, point, failures, new)
         held += new
         rolled.append(point.build_id)
     raise AssertionError("unreachable: the last round returns")  # pragma: no cover
+
+
+def _roll_back_to_isolate(
+    db_url: str, point: restore.RestorePoint, failures: list[TestFailure], new: list[HeldRun]
+) -> None:
+    """Roll back a build whose data tests failed for the clans of ``new`` (now held)."""
+    clans = sorted({h.clan_tag for h in new})
+    tests = sorted({f.test for f in failures})
+    restore.roll_back(
+        db_url,
+        point.build_id,
+        error={
+            "type": "DataTestsFailed",
+            "phase": "transform",
+            "message": f"data tests failed for {', '.join(clans)}: their runs are held back",
+            "held_clans": clans,
+            "tests": tests,
+        },
+    )
+    _log.warning(
+        "data tests failed for clan(s) %s (%s): %d run(s) held back, building again",
+        ", ".join(clans),
+        ", ".join(tests),
+        len(new),
+    )
 
 
 def _give_up(
