@@ -89,7 +89,10 @@ def _run_published(url: str, home: Path, args: list[str], command: str) -> int:
 
     selects = any(a.split("=", 1)[0] in _SELECTION_OPTIONS for a in args)
     scope = "full" if command == "build" and not selects else "incremental"
-    result, report = build.run_published(url, home, args, scope=scope, on_wait=waiting)
+    built, report = build.run_published(url, home, args, scope=scope, on_wait=waiting)
+    result = built.result
+    if built.held:
+        build.print_held(built.held)
     if report is None:
         err.print(
             f"[red]error:[/red] dbt {command} failed: rolled back, the marts are as before",
@@ -106,4 +109,4 @@ def _run_published(url: str, home: Path, args: list[str], command: str) -> int:
         f"published to marts in {report.seconds:.2f} s ({report.rows_inserted} rows "
         f"written, {report.rows_deleted} replaced); {len(result.nodes)} node(s) ran"
     )
-    return 0
+    return 1 if built.held else 0

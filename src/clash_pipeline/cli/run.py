@@ -148,7 +148,9 @@ def _print_report(report: IngestReport) -> None:
 
 
 def _run_row(clan_run: ClanRun) -> tuple[str, str, str, str, str]:
-    style = {"failed": "red", "skipped": "yellow", "partial": "yellow"}.get(clan_run.status)
+    style = {"failed": "red", "skipped": "yellow", "partial": "yellow", "held": "yellow"}.get(
+        clan_run.status
+    )
     seconds = " / ".join(
         f"{clan_run.phase_ms[p] / 1000:.1f}" if p in clan_run.phase_ms else "-"
         for p in ("fetch", "land", "transform", "monitor")

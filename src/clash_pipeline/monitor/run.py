@@ -30,6 +30,7 @@ from clash_pipeline.monitor.alerts import AlertChange, Finding, apply_findings, 
 from clash_pipeline.monitor.checks import expectation_parameters
 from clash_pipeline.monitor.context import CHECKPOINT, DATASOURCE, gx_dir, open_context
 from clash_pipeline.monitor.findings import findings_for, read_results
+from clash_pipeline.monitor.held import held_findings
 from clash_pipeline.settings import Settings
 from clash_pipeline.transform.publish import PUBLISHED_SCHEMA
 from clash_pipeline.warehouse.connect import connect, one_row, url_with_setting
@@ -99,14 +100,16 @@ def run_monitor(
     run_results = _run_checkpoint(root, marts_url, scope.params)
     gx_seconds = time.perf_counter() - g0
     results = read_results(run_results, marts_url)
+    attributed = {c: (run_ids or {}).get(c) or scope.latest_runs.get(c) for c in scope.clans}
     findings = findings_for(
         scope.clans,
         results,
         params=scope.params,
         clans_with_runs=_clans_with_runs(marts_url),
-        run_ids={c: (run_ids or {}).get(c) or scope.latest_runs.get(c) for c in scope.clans},
+        run_ids=attributed,
     )
     with connect(db_url) as conn:
+        findings += held_findings(conn, scope.clans, attributed)  # runs held back (ops)
         changes = apply_findings(conn, findings)
     url = settings.clash_alert_webhook_url
     sent = post_webhook(url.get_secret_value() if url else None, changes)

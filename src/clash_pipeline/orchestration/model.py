@@ -73,7 +73,8 @@ class ClanRun:
     clan_tag: str
     run_id: uuid.UUID
     started_at: datetime
-    status: str = "running"  # running | succeeded | partial | failed | skipped | cancelled
+    #: running | succeeded | partial | failed | skipped | cancelled | held
+    status: str = "running"
     error: dict[str, Any] | None = None
     landed: bool = False
     snapshot_at: datetime | None = None
@@ -106,6 +107,21 @@ class ClanRun:
             return
         self.status = "failed"
         self.error = error_payload(exc, phase=phase)
+
+    def hold(self, tests: list[dict[str, Any]]) -> None:
+        """Its data failed data tests: held back from the marts (ops.held_runs)."""
+        if self.status != "running":
+            return
+        self.status = "held"
+        names = ", ".join(str(t["test"]) for t in tests)
+        self.error = {
+            "type": "DataTestFailed",
+            "phase": "transform",
+            "message": f"held back from the marts: its data failed {names}",
+            "hint": "see ops.held_runs; fix, then clash-pipeline build --release "
+            f"'{self.clan_tag}'",
+            "tests": tests,
+        }
 
     def cancel(self, phase: str, stop: Cancelled) -> None:
         """Mark the run cancelled by a signal while in ``phase`` (unless it already ended)."""
@@ -148,6 +164,8 @@ class BuildOutcome:
     seconds: float
     nodes: dict[str, int] = field(default_factory=dict)  # status -> count
     steps: dict[str, list[StepResult]] = field(default_factory=dict)  # clan tag -> steps
+    #: Runs held back because their data failed a data test: run id -> clan tag and tests.
+    held: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 @dataclass

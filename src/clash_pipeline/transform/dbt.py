@@ -116,6 +116,11 @@ class DbtNodeResult:
     rows_affected: int | None = None
     failures: int | None = None
     message: str | None = None
+    #: Data tests: the SQL that returns the failing rows, the tested column and model
+    #: (read to tell which clan's rows failed, :mod:`clash_pipeline.transform.isolation`).
+    compiled_code: str | None = field(default=None, repr=False)
+    column_name: str | None = None
+    attached_node: str | None = None
 
     @property
     def failed(self) -> bool:
@@ -412,9 +417,24 @@ def _node_results(result: Any, db_url: str) -> list[DbtNodeResult]:
                 rows_affected=rows if isinstance(rows, int) and rows >= 0 else None,
                 failures=getattr(item, "failures", None),
                 message=_one_line(str(message), db_url) if message else None,
+                **_test_fields(node),
             )
         )
     return nodes
+
+
+def _test_fields(node: Any) -> dict[str, Any]:
+    """A data test's failing-rows SQL, tested column and model (nothing for other nodes)."""
+    if str(getattr(node.resource_type, "value", node.resource_type)) != "test":
+        return {}
+    code, column, attached = (
+        getattr(node, name, None) for name in ("compiled_code", "column_name", "attached_node")
+    )
+    return {
+        "compiled_code": code if isinstance(code, str) else None,
+        "column_name": column if isinstance(column, str) else None,
+        "attached_node": attached if isinstance(attached, str) else None,
+    }
 
 
 def _summary(command: str, nodes: list[DbtNodeResult]) -> str:

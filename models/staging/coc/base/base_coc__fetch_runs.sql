@@ -1,8 +1,34 @@
+{#-
+    Every landed run, except those held back from the marts: a run whose
+    data failed a dbt data test is `held` (or `dropped` by the operator) in
+    ops.held_runs, so that the other clans' runs of the same build advance
+    (src/clash_pipeline/transform/isolation.py). Every fetch reaches the
+    models through a join to this view, so this one filter keeps a held
+    run's responses out of every staging, intermediate and mart model.
+-#}
+
 with
 
 source as (
 
     select * from {{ source('coc', 'fetch_runs') }}
+
+),
+
+held_runs as (
+
+    select run_id from {{ source('ops', 'held_runs') }}
+    where status in ('held', 'dropped')
+
+),
+
+-- an anti-join: a probe of held_runs' primary key per run
+kept_runs as (
+
+    select source.* from source
+    left join held_runs
+        on source.run_id = held_runs.run_id
+    where held_runs.run_id is null
 
 ),
 
@@ -22,7 +48,7 @@ renamed as (
         snapshot_at,
         landed_at
 
-    from source
+    from kept_runs
 
 )
 

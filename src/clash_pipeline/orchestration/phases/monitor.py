@@ -44,6 +44,7 @@ def monitor(ctx: RunContext, runs: list[ClanRun], *, attempt: int = 1) -> dict[s
         # a run that failed already is judged by the scheduled monitor once it is closed
         # (its ops row still says running: here it would look like a fresh success)
         anomalies = _anomaly_checks(ctx, [run for run in checked if run.active])
+        anomalies |= _held_alerts(ctx, [run for run in checked if run.status == "held"])
         for run, recorder in zip(checked, phase.recorders, strict=True):
             run_health = health[str(run.run_id)]
             phase.record(
@@ -83,6 +84,31 @@ def _anomaly_checks(ctx: RunContext, runs: list[ClanRun]) -> dict[str, Any]:
         return {"anomaly_error": payload}
     _log_alerts(report)
     return {"anomalies": report.summary()}
+
+
+def _held_alerts(ctx: RunContext, runs: list[ClanRun]) -> dict[str, Any]:
+    """The ``held_runs`` alert of each clan whose run was held back (data tests failed).
+
+    Apart from the GX checkpoint: a held run built nothing for the checks to judge.
+    """
+    if not runs:
+        return {}
+    from clash_pipeline.monitor.alerts import post_webhook
+    from clash_pipeline.monitor.held import check_held
+
+    with connect(ctx.db_url) as conn:
+        changes = check_held(conn, [r.clan_tag for r in runs], {r.clan_tag: r.run_id for r in runs})
+    for change in changes:
+        log().warning(
+            "alert %s (%s) for clan %s: %s",
+            change.change.replace("_", " "),
+            change.check_name,
+            change.clan_tag,
+            change.summary,
+        )
+    url = load_settings().clash_alert_webhook_url
+    post_webhook(url.get_secret_value() if url else None, changes)
+    return {"held_alerts": [c.alert_id for c in changes]}
 
 
 def _log_alerts(report: MonitorReport) -> None:
@@ -153,8 +179,8 @@ def _health_row(conn: psycopg.Connection[Any], run: ClanRun, has_snapshots: bool
 
 
 def _health_status(run: ClanRun) -> str:
-    if run.status == "failed":
-        return "failed"
+    if run.status in ("failed", "held"):
+        return run.status
     return "partial" if run.dropped_requests or run.quarantined else "ok"
 
 

@@ -49,12 +49,12 @@ def marts_outcome(run: ClanRun, report: IngestReport) -> str:
     published; otherwise :data:`UNCHANGED` with the reason.
     """
     phase = (run.error or {}).get("phase", "?")
-    if report.build is not None and run.landed:
+    if report.build is not None and run.landed and run.status != "held":
         if run.status == "succeeded":
             return "updated"
         return f"updated by the build, although the run {run.status} ({phase})"
-    if run.status == "skipped":
-        return f"{UNCHANGED} (skipped: another run holds the clan)"
+    if run.status in ("skipped", "held"):
+        return f"{UNCHANGED} ({_not_built(run)})"
     if run.status == "succeeded":
         return f"{UNCHANGED} (landed in raw; not built in this run)"
     if run.landed:
@@ -62,6 +62,17 @@ def marts_outcome(run: ClanRun, report: IngestReport) -> str:
             f"{UNCHANGED} ({phase} failed; its responses stay in raw and the next run builds them)"
         )
     return f"{UNCHANGED} ({phase} failed before anything was landed)"
+
+
+def _not_built(run: ClanRun) -> str:
+    """Why a skipped or held run's clan was not built."""
+    if run.status == "skipped":
+        return "skipped: another run holds the clan"
+    tests = ", ".join(str(t["test"]) for t in (run.error or {}).get("tests", []))
+    return (
+        f"held back: its data failed {tests}; see ops.held_runs, then "
+        f"clash-pipeline build --release '{run.clan_tag}'"
+    )
 
 
 def marts_summary(report: IngestReport) -> str:

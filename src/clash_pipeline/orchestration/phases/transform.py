@@ -14,9 +14,6 @@ import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import psycopg
-
-from clash_pipeline.errors import ClashPipelineError
 from clash_pipeline.orchestration.model import (
     TRANSFORM_STEPS,
     BuildOutcome,
@@ -25,7 +22,7 @@ from clash_pipeline.orchestration.model import (
     StepResult,
 )
 from clash_pipeline.orchestration.phases.common import always_retriable, log
-from clash_pipeline.transform import restore
+from clash_pipeline.transform import isolation, restore
 from clash_pipeline.warehouse.runs import PhaseAttempt, RunRecorder, error_payload
 
 if TYPE_CHECKING:
@@ -50,10 +47,14 @@ def dbt_arguments(scope: str, mode: str) -> list[str]:
 def transform(ctx: RunContext, runs: list[ClanRun], *, attempt: int = 1) -> BuildOutcome:
     """Run dbt once for the batch inside a restore point; roll back if it fails.
 
-    Writes, per clan run, a ``transform`` checkpoint and one row per mart step
-    (``upsert_members``, ``write_snapshot``, ``write_stats``, ``metrics``) with
-    dbt's time for the model and the rows this build wrote and changed for that
-    clan (from the restore point's undo log).
+    A build that fails only on data tests is isolated per clan
+    (:mod:`clash_pipeline.transform.isolation`): the runs of the clans whose rows
+    fail are held back, and the build runs again without them. Writes, per clan
+    run, a ``transform`` checkpoint (``held``, with the tests and sample rows, for
+    a held run) and one row per mart step (``upsert_members``,
+    ``write_snapshot``, ``write_stats``, ``metrics``) with dbt's time for the
+    model and the rows this build wrote and changed for that clan (from the
+    restore point's undo log).
     """
     ctx = ctx.as_transform()  # least privilege: dbt and the restore point as clash_transform
     t0 = time.perf_counter()
@@ -66,20 +67,37 @@ def transform(ctx: RunContext, runs: list[ClanRun], *, attempt: int = 1) -> Buil
         log=log(),
     ) as phase:
         phase.failure_details = {"restored": True}
-        point = _open_restore_point(ctx, runs)
-        result, steps = _build(ctx, point, runs, phase)
-        nodes: dict[str, int] = {}
-        for node in result.nodes:
-            nodes[node.status] = nodes.get(node.status, 0) + 1
-        outcome = BuildOutcome(
-            build_id=point.build_id,
-            scope=point.scope,
-            seconds=round(time.perf_counter() - t0, 3),
-            nodes=nodes,
-            steps=steps,
-        )
-        _record_success(phase, runs, outcome, result)
+        built = _build(ctx, runs, phase)
+        try:
+            outcome = _outcome(ctx, runs, built, t0)
+            _record_success(phase, runs, outcome, built.result)
+        except BaseException as exc:  # the build is not kept: put every mart back
+            restore.roll_back(
+                ctx.db_url, built.point.build_id, error=error_payload(exc, phase="transform")
+            )
+            raise
     return outcome
+
+
+def _outcome(
+    ctx: RunContext, runs: list[ClanRun], built: isolation.IsolatedBuild, t0: float
+) -> BuildOutcome:
+    """What the build did, per clan run: mart steps, or why the run was held back."""
+    held = {h.run_id: h for h in isolation.held_runs(ctx.db_url, run_ids=[r.run_id for r in runs])}
+    kept = [run for run in runs if run.run_id not in held]
+    models = restore.dbt_models(_manifest(ctx)) or {}
+    steps = _step_results(ctx, built.point, built.result, models, kept)
+    nodes: dict[str, int] = {}
+    for node in built.result.nodes:
+        nodes[node.status] = nodes.get(node.status, 0) + 1
+    return BuildOutcome(
+        build_id=built.point.build_id,
+        scope=built.point.scope,
+        seconds=round(time.perf_counter() - t0, 3),
+        nodes=nodes,
+        steps=steps,
+        held={str(h.run_id): {"clan_tag": h.clan_tag, "tests": h.tests} for h in held.values()},
+    )
 
 
 def _manifest(ctx: RunContext) -> Path:
@@ -108,54 +126,44 @@ def _open_restore_point(ctx: RunContext, runs: list[ClanRun]) -> restore.Restore
     )
 
 
-def _build(
-    ctx: RunContext, point: restore.RestorePoint, runs: list[ClanRun], phase: PhaseAttempt
-) -> tuple[DbtResult, dict[str, list[StepResult]]]:
-    """dbt, and each run's mart steps; on any failure the restore point is applied."""
-    from clash_pipeline.transform.dbt import run_dbt
+def _build(ctx: RunContext, runs: list[ClanRun], phase: PhaseAttempt) -> isolation.IsolatedBuild:
+    """dbt, isolated per clan; a build that still fails was rolled back and raises."""
+    from clash_pipeline.transform.dbt import DbtRunError, run_dbt
 
-    try:
+    def run(point: restore.RestorePoint) -> DbtResult:
         args = dbt_arguments(point.scope, ctx.options.transform_mode)
         if not ctx.options.dbt_verbose:
             args.append("--quiet")
-        result = run_dbt(
+        return run_dbt(
             args,
             db_url=restore.build_database_url(ctx.db_url, point.build_id),
             home=ctx.home,
             vars=ctx.options.dbt_vars or None,
             project_dir=ctx.project_dir,
         )
-        result.raise_for_status()
-        models = restore.dbt_models(_manifest(ctx)) or {}
-        return result, _step_results(ctx, point, result, models, runs)
-    except BaseException as exc:
-        _restore(ctx, point, exc)
-        failed = getattr(getattr(exc, "result", None), "failed", None)
-        if failed is not None:
-            phase.failure_details = {
-                "restored": True,
-                "failed_nodes": [
-                    {"node": n.name, "type": n.resource_type, "status": n.status} for n in failed
-                ][:20],
-            }
-        raise
 
-
-def _restore(ctx: RunContext, point: restore.RestorePoint, exc: BaseException) -> None:
-    try:
-        rolled = restore.roll_back(
-            ctx.db_url, point.build_id, error=error_payload(exc, phase="transform")
-        )
-        log().warning(
-            "dbt build failed; restored %d relation(s) as they were before the run",
-            len(rolled.restored),
-        )
-    except (psycopg.Error, ClashPipelineError) as restore_exc:
-        log().error(
-            "dbt build failed and the restore point could not be applied now (%s); "
-            "the next build rolls it back first",
-            restore_exc,
-        )
+    built = isolation.build_isolated(
+        ctx.db_url,
+        open_point=lambda: _open_restore_point(ctx, runs),
+        run=run,
+        manifest=_manifest(ctx),
+    )
+    if built.ok:
+        return built
+    result = built.result
+    phase.failure_details = {
+        "restored": True,
+        "failed_nodes": [
+            {"node": n.name, "type": n.resource_type, "status": n.status} for n in result.failed
+        ][:20],
+    }
+    message = result.error_summary or "dbt build failed"
+    if built.data_tests_only:
+        phase.failure_details["not_isolated"] = built.not_isolated
+        message += f" (not isolated to a clan: {built.not_isolated})"
+    raise DbtRunError(
+        message, hint="see the dbt log under <home>/dbt/logs for the full error", result=result
+    )
 
 
 def _step_results(
@@ -199,21 +207,26 @@ def _step_results(
 def _record_success(
     phase: PhaseAttempt, runs: list[ClanRun], outcome: BuildOutcome, result: DbtResult
 ) -> None:
-    """Per run: the transform row, then one row per mart step."""
+    """Per run: the transform row, then one row per mart step (a held run: why it was held)."""
     db_ms = round(sum(n.execution_time for n in result.nodes) * 1000)
     for run, recorder in zip(runs, phase.recorders, strict=True):
+        details = {
+            "build_id": str(outcome.build_id),
+            "scope": outcome.scope,
+            "nodes": outcome.nodes,
+            "batch_clans": len(runs),
+        }
+        hold = outcome.held.get(str(run.run_id))
+        if hold is not None:
+            phase.record(recorder, status="held", db_time_ms=db_ms, details=details | hold)
+            continue
         steps = outcome.steps.get(run.clan_tag, [])
         phase.record(
             recorder,
             rows_written=sum(s.rows_written or 0 for s in steps),
             rows_changed=sum(s.rows_changed or 0 for s in steps),
             db_time_ms=db_ms,
-            details={
-                "build_id": str(outcome.build_id),
-                "scope": outcome.scope,
-                "nodes": outcome.nodes,
-                "batch_clans": len(runs),
-            },
+            details=details,
         )
         for step in steps:
             _record_step(phase, recorder, step)
@@ -248,6 +261,9 @@ def defer_transform(ctx: RunContext, runs: list[ClanRun]) -> None:
 
 def note_built(runs: list[ClanRun], outcome: BuildOutcome) -> None:
     for run in runs:
+        hold = outcome.held.get(str(run.run_id))
+        if hold is not None:
+            run.hold(hold["tests"])
         for step in outcome.steps.get(run.clan_tag, []):
             if step.step == "upsert_members":
                 run.rows_changed = step.rows_changed
