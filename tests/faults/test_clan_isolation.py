@@ -35,10 +35,12 @@ pytestmark = pytest.mark.slow
 
 GOOD = PIPELINE_CLAN
 BAD = "#9RCRVL8V"
-#: The data test the bad roster breaks: members.donations >= 0 (accepted_range,
-#: macros/coc_generic_tests.sql). It returns the tested column only: the clan is found
-#: by matching the failing value back to the members rows.
-BROKEN_TEST = "accepted_range_members_donations__0"
+#: The data test the bad roster breaks first: member_snapshot_stats.donations >= 0
+#: (accepted_range, macros/coc_generic_tests.sql; its window is the clan's newest days,
+#: macros/recent_window.sql, so the new snapshot is tested). dbt then skips the members
+#: model and its tests. The test returns the tested column only: the clan is found by
+#: matching the failing value back to the model's rows.
+BROKEN_TEST = "accepted_range_member_snapshot_stats_donations__0"
 #: Every table of marts with a clan_tag column: a clan's published rows.
 _CLAN_TABLES = """
 select c.table_name from information_schema.columns c
