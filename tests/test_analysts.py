@@ -465,7 +465,7 @@ def test_changing_a_mart_says_what_to_run_and_leaves_no_stale_column(in_copy: An
         analyst.transform_url, analyst.home, ["run", "--select", MART], scope="incremental"
     )
     assert report is None
-    assert f"the columns of {MART} changed (removed: probe)" in (result.error_summary or "")
+    assert f"the columns of {MART} changed (removed: probe)" in (result.result.error_summary or "")
     assert "probe" in analyst.columns("marts", MART)  # rolled back, still published as was
     assert run_build(analyst.transform_url, analyst.home, full_refresh=True, select=[MART])
     for schema in ("marts", "marts_build"):
