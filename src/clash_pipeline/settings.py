@@ -9,7 +9,7 @@ variable and what to do. No module-level settings object exists: callers pass
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
@@ -32,6 +32,7 @@ _ENV_NAMES = {
     "coc_throttle_backoff": "COC_THROTTLE_BACKOFF",
     "coc_rate_recovery": "COC_RATE_RECOVERY",
     "coc_min_requests_per_second": "COC_MIN_REQUESTS_PER_SECOND",
+    "coc_shared_pacing": "COC_SHARED_PACING",
     "database_url": "DATABASE_URL",
     "ingest_database_url": "INGEST_DATABASE_URL",
     "transform_database_url": "TRANSFORM_DATABASE_URL",
@@ -80,6 +81,9 @@ class Settings(BaseSettings):
     coc_throttle_backoff: float = Field(default=0.5, gt=0, le=1)
     coc_rate_recovery: float = Field(default=0.2, gt=0, le=1000)
     coc_min_requests_per_second: float = Field(default=0.5, gt=0, le=1000)
+    # Pacing shared by every process through PostgreSQL (clash_api.shared_pacing; README
+    # "Deploy"): on, the requests of all processes using a key start on one grid at its rate.
+    coc_shared_pacing: Literal["on", "off"] = Field(default="on")
     database_url: str | None = Field(
         default=None, description="PostgreSQL URL; unset means the embedded PostgreSQL."
     )
@@ -147,6 +151,11 @@ class Settings(BaseSettings):
                 "(copy it again from developer.clashofclans.com, without quotes or spaces)"
             )
         return token
+
+    @field_validator("coc_shared_pacing", mode="before")
+    @classmethod
+    def _lower_switch(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
 
     @field_validator("coc_api_base_url")
     @classmethod

@@ -54,7 +54,8 @@ def fetch(
             settings, url, tags, settings.coc_api_base_url, settings.api_token() or "", "api", None
         )
     _print_outcomes(outcomes)
-    if any(o.status not in ("succeeded", "partial") for o in outcomes):
+    # skipped: another process is fetching the clan right now, which is not a failure
+    if any(o.status not in ("succeeded", "partial", "skipped") for o in outcomes):
         raise typer.Exit(1)
 
 
@@ -82,7 +83,7 @@ def _print_outcomes(outcomes: list[FetchOutcome]) -> None:
         land = o.land
         table.add_row(
             o.clan_tag,
-            o.status,
+            _status(o),
             str(land.requests) if land else "-",
             str(land.failed_requests) if land else "-",
             str(land.payloads_new) if land else "-",
@@ -94,8 +95,17 @@ def _print_outcomes(outcomes: list[FetchOutcome]) -> None:
         _print_problems(o)
 
 
+def _status(outcome: FetchOutcome) -> str:
+    """``skipped: being fetched by another process``, or the run's status."""
+    if outcome.status == "skipped" and outcome.error:
+        return f"skipped: {outcome.error.get('message')}"
+    return outcome.status
+
+
 def _print_problems(outcome: FetchOutcome) -> None:
     """The run's error with its hint, and its first failed requests."""
+    if outcome.status == "skipped":
+        return  # the table says why
     if outcome.error:
         err.print(f"[red]error[/red] {outcome.clan_tag}: {outcome.error.get('message')}")
         if outcome.error.get("hint"):

@@ -2,7 +2,14 @@
 
 Every clan is one run: its own ``ops.ingest_runs`` row, its own landing
 transaction. All clans of one call share one HTTP client and one rate limiter,
-so many clans together never exceed the allowed request rate.
+so many clans together never exceed the allowed request rate; with shared pacing
+(COC_SHARED_PACING, :mod:`clash_pipeline.clash_api.shared_pacing`) neither do
+many processes using the same key.
+
+No clan is fetched by two processes at once: each clan's run holds the clan's
+advisory lock (:class:`~clash_pipeline.warehouse.locks.ClanLockSession`, one
+session for all the clans of the call); a clan another process holds is not
+waited for but skipped, as a ``skipped`` run (:data:`BUSY_MESSAGE`).
 """
 
 from __future__ import annotations
@@ -19,15 +26,20 @@ from typing import Any
 import psycopg
 
 from clash_pipeline import shutdown
-from clash_pipeline.clash_api.client import ClashClient, RetryPolicy, limiter_from_settings
+from clash_pipeline.clash_api.client import ClashClient, RetryPolicy
 from clash_pipeline.clash_api.ratelimit import RateLimiter
+from clash_pipeline.clash_api.shared_pacing import close_limiter, limiter_for
 from clash_pipeline.errors import ClashPipelineError
 from clash_pipeline.ingest.land import LandResult
 from clash_pipeline.ingest.run import failed_requests, fetch_clan, land_clan, no_snapshot_error
 from clash_pipeline.settings import Settings
 from clash_pipeline.versions import schema_version
 from clash_pipeline.warehouse.leases import close_abandoned_runs
+from clash_pipeline.warehouse.locks import ClanLockSession
 from clash_pipeline.warehouse.runs import RunRecorder, error_payload, utc_now
+
+#: Why a clan was skipped: another process holds its lock (it is fetching it).
+BUSY_MESSAGE = "being fetched by another process"
 
 
 @dataclass
@@ -66,7 +78,8 @@ def build_client(settings: Settings, target: ApiTarget, limiter: RateLimiter) ->
     )
 
 
-async def _fetch_one(
+async def _fetch_locked(
+    locks: ClanLockSession,
     client: ClashClient,
     db_url: str,
     clan_tag: str,
@@ -75,10 +88,33 @@ async def _fetch_one(
     trigger: str,
     version: str,
 ) -> FetchOutcome:
-    """One clan's run: open it, fetch, land, close it with its counters or its error."""
+    """One clan's run under the clan's lock, or a ``skipped`` run if another process has it."""
     recorder = RunRecorder(
         db_url=db_url, kind="fetch", clan_tags=[clan_tag], schema_version=version, trigger=trigger
     )
+    if not await asyncio.to_thread(locks.try_lock, clan_tag):
+        return await asyncio.to_thread(_skipped, recorder)
+    try:
+        return await _fetch_one(client, db_url, recorder, target)
+    finally:
+        await asyncio.to_thread(locks.unlock, clan_tag)
+
+
+def _skipped(recorder: RunRecorder) -> FetchOutcome:
+    """The ``skipped`` run of a clan another process is fetching (it is not waited for)."""
+    error = {"type": "ClanBusy", "phase": "lock", "message": BUSY_MESSAGE}
+    recorder.start(status="skipped")
+    recorder.finish("skipped", error=error)
+    return FetchOutcome(
+        clan_tag=recorder.clan_tags[0], run_id=recorder.run_id, status="skipped", error=error
+    )
+
+
+async def _fetch_one(
+    client: ClashClient, db_url: str, recorder: RunRecorder, target: ApiTarget
+) -> FetchOutcome:
+    """One clan's run: open it, fetch, land, close it with its counters or its error."""
+    clan_tag = recorder.clan_tags[0]
     await asyncio.to_thread(recorder.start)
     outcome = FetchOutcome(clan_tag=clan_tag, run_id=recorder.run_id, status="running")
     try:
@@ -169,15 +205,21 @@ async def fetch_clans(
     trigger: str = "cli",
     limiter: RateLimiter | None = None,
 ) -> list[FetchOutcome]:
-    """Fetch and land every clan concurrently under one shared rate limit."""
-    limiter = limiter or limiter_from_settings(settings)
+    """Fetch and land every clan concurrently under one shared rate limit (shared with every
+    process using the key when COC_SHARED_PACING is on); a clan another process is fetching
+    is skipped."""
+    own_limiter = limiter is None
+    limiter = limiter or limiter_for(settings, db_url, target.token)
     version = schema_version()
     await asyncio.to_thread(close_abandoned_runs, db_url)  # runs of processes that died
+    locks = ClanLockSession(db_url)
     with shutdown.cancel_scope():  # a signal cancels the fetches; each run says cancelled
         try:
             async with build_client(settings, target, limiter) as client:
                 runs = (
-                    _fetch_one(client, db_url, tag, target, trigger=trigger, version=version)
+                    _fetch_locked(
+                        locks, client, db_url, tag, target, trigger=trigger, version=version
+                    )
                     for tag in clan_tags
                 )
                 return list(await asyncio.gather(*runs))
@@ -186,3 +228,7 @@ async def fetch_clans(
             if stop is None:
                 raise
             raise stop from None
+        finally:
+            locks.close()  # synchronous: the fetches may be being cancelled
+            if own_limiter:
+                await close_limiter(limiter)

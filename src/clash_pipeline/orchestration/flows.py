@@ -29,6 +29,7 @@ from prefect.states import Cancelled, Failed
 
 from clash_pipeline import shutdown
 from clash_pipeline.clash_api.ratelimit import RateLimiter
+from clash_pipeline.clash_api.shared_pacing import SharedRateLimiter, close_limiter, key_fingerprint
 from clash_pipeline.orchestration import tasks
 from clash_pipeline.orchestration.model import (
     BuildOutcome,
@@ -287,8 +288,9 @@ def check_freshness(
 
 
 async def _fetch_and_land(ctx: RunContext, phase: dict[str, Any], runs: list[ClanRun]) -> None:
-    """Fetch every clan concurrently (one shared rate limiter); land each when fetched."""
-    limiter = RateLimiter(ctx.requests_per_second, ctx.max_concurrency, pacing=ctx.pacing)
+    """Fetch every clan concurrently (one shared rate limiter, paced with every process using
+    the key when ctx.shared_pacing); land each when fetched."""
+    limiter = _limiter(ctx)
 
     async def one(run: ClanRun) -> None:
         t0 = time.perf_counter()
@@ -306,7 +308,23 @@ async def _fetch_and_land(ctx: RunContext, phase: dict[str, Any], runs: list[Cla
             return
         note_landed(run, result, time.perf_counter() - t1)
 
-    await asyncio.gather(*(one(run) for run in runs if run.active))
+    try:
+        await asyncio.gather(*(one(run) for run in runs if run.active))
+    finally:
+        await close_limiter(limiter)
+
+
+def _limiter(ctx: RunContext) -> RateLimiter:
+    if ctx.shared_pacing:
+        token = ctx.api.token.get_secret_value()
+        return SharedRateLimiter(
+            ctx.db_url,
+            key_fingerprint(token),
+            ctx.requests_per_second,
+            ctx.max_concurrency,
+            pacing=ctx.pacing,
+        )
+    return RateLimiter(ctx.requests_per_second, ctx.max_concurrency, pacing=ctx.pacing)
 
 
 async def _transform_check_publish(

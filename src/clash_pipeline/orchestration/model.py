@@ -41,6 +41,8 @@ class RunContext:
     request_retries: int
     #: How the shared limiter reacts to 429s (COC_THROTTLE_BACKOFF, COC_RATE_RECOVERY, ...).
     pacing: AdaptivePacing = field(default_factory=AdaptivePacing)
+    #: COC_SHARED_PACING: pace the key through ops.api_key_pacing, with every other process.
+    shared_pacing: bool = False
     # Least privilege: ``db_url`` is the current job's login (ingest unless told);
     # the transform job's URL, and the run bookkeeping's (ingest), whatever the job.
     transform_url: str = field(default="", repr=False)

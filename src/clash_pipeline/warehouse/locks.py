@@ -9,6 +9,10 @@ other coordination service:
 * :data:`WAREHOUSE_LOCK_KEY` - one key per database: dbt builds (and the restore
   point around each) are serialised.
 
+:class:`ClanLockSession` holds the clan locks of many clans on *one* session
+(``clash-pipeline fetch``: a process fetching hundreds of clans must not open a
+connection per clan); a clan held by another process is skipped, not waited for.
+
 A lock is a *session* lock held on its own autocommit connection for as long as
 the holder needs it; closing that connection (or the process dying) releases
 it, so a crashed run never leaves a clan locked.
@@ -17,6 +21,7 @@ it, so a crashed run never leaves a clan locked.
 from __future__ import annotations
 
 import hashlib
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -32,6 +37,7 @@ __all__ = [
     "LOCK_NAMESPACE",
     "WAREHOUSE_LOCK_KEY",
     "AdvisoryLock",
+    "ClanLockSession",
     "LockKey",
     "clan_lock_key",
 ]
@@ -145,3 +151,94 @@ class AdvisoryLock:
         tb: TracebackType | None,
     ) -> None:
         self.release()
+
+
+#: Server-side TCP keepalives of a lock session: a vanished client is noticed in ~60 s.
+_KEEPALIVES = {"tcp_keepalives_idle": 30, "tcp_keepalives_interval": 10, "tcp_keepalives_count": 3}
+
+
+class ClanLockSession:
+    """The clan locks of one process on one session: ``try_lock`` (never waits) and ``unlock``.
+
+    **Bound.** The locks go with the session: at once when the process dies on a
+    host that is up (the kernel closes its socket), within about 60 s when the
+    host or the network dies (server-side TCP keepalives: 30 s idle, then 3
+    probes 10 s apart). Thread-safe (the fetch calls it from worker threads).
+    """
+
+    def __init__(self, db_url: str, *, application_name: str = "clash-pipeline clan locks"):
+        self.db_url = db_url
+        self.application_name = application_name
+        self._conn: psycopg.Connection[Any] | None = None
+        self._held: set[str] = set()
+        self._guard = threading.Lock()
+
+    @property
+    def held(self) -> set[str]:
+        return set(self._held)
+
+    def try_lock(self, clan_tag: str) -> bool:
+        """Take the clan's lock if no other session holds it; False at once if one does."""
+        with self._guard:
+            if clan_tag in self._held:
+                return True
+            row = (
+                self._session()
+                .execute("select pg_try_advisory_lock(%s, %s)", clan_lock_key(clan_tag))
+                .fetchone()
+            )
+            if row is not None and row[0]:
+                self._held.add(clan_tag)
+                return True
+            return False
+
+    def unlock(self, clan_tag: str) -> None:
+        """Let the clan go (errors ignored: a dead session has let it go already)."""
+        with self._guard:
+            if clan_tag not in self._held:
+                return
+            self._held.discard(clan_tag)
+            if self._conn is None:
+                return
+            try:
+                self._conn.execute("select pg_advisory_unlock(%s, %s)", clan_lock_key(clan_tag))
+            except psycopg.Error:
+                self._discard()
+
+    def close(self) -> None:
+        """Release every lock by closing the session."""
+        with self._guard:
+            self._held.clear()
+            self._discard()
+
+    def _session(self) -> psycopg.Connection[Any]:
+        if self._conn is None or self._conn.closed:
+            if self._held:  # the session died with locks: they are lost, say so
+                self._held.clear()
+            conn = connect(self.db_url, autocommit=True, application_name=self.application_name)
+            for name, value in _KEEPALIVES.items():
+                try:
+                    conn.execute(f"set {name} = {int(value)}")
+                except psycopg.Error:  # a pooler may refuse it: the locks still work
+                    break
+            self._conn = conn
+        return self._conn
+
+    def _discard(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            try:
+                conn.close()
+            except psycopg.Error:
+                pass
+
+    def __enter__(self) -> ClanLockSession:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()

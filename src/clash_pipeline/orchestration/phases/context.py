@@ -59,6 +59,7 @@ def resolve_context(
         request_timeout=settings.coc_timeout_seconds,
         request_retries=settings.coc_max_retries,
         pacing=pacing_from_settings(settings),
+        shared_pacing=settings.coc_shared_pacing == "on",
     )
     return ctx, tags
 
