@@ -44,9 +44,10 @@ no lock: the row lock lasts one statement. Nothing needs cleaning when a worker 
 8 requests at a time): about 1 ms of reservation per request through PostgreSQL (0.9-1.5 ms
 over runs on a machine shared with other jobs) against 0.015 ms in-process, i.e. 700-1,100
 reservations a second per process and key (one connection), and 1-1.5 % of each 100 ms
-interval at 10 req/s per key (the slot's wait overlaps it: the rate is not lowered). The reservations commit without waiting
-for the WAL flush (``synchronous_commit = off`` on the pacing session): a crash can lose only
-the last milliseconds of pacing state, which the grid's next reservation re-creates.
+interval at 10 req/s per key (the slot's wait overlaps it: the rate is not lowered). The
+reservations commit without waiting for the WAL flush (``synchronous_commit = off`` on the
+pacing session): a crash can lose only the last milliseconds of pacing state, which the grid's
+next reservation re-creates.
 
 **Identity.** A key is its fingerprint, ``sha256(token)[:12]``; the token never reaches the
 database, a log or an error. A database error during a reservation fails the request's run with
