@@ -153,6 +153,11 @@ class RateLimiter:
         steps = max(0, math.floor((when - self._recover_from) / RECOVERY_STEP_SECONDS))
         return min(self.requests_per_second, self._lowered_rate + steps * self.pacing.recovery)
 
+    def next_start(self) -> float:
+        """The earliest clock value at which a request asked for now could start (a key pool
+        sends the next request on the key that can start it soonest)."""
+        return max(self._clock(), self._next_start, self._paused_until)
+
     @property
     def paused_until(self) -> float:
         """The clock value until which no request starts (``-inf`` when never paused)."""

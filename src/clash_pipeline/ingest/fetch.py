@@ -1,8 +1,9 @@
 """Fetch one or many clans and land each as its own run (``clash-pipeline fetch``).
 
 Every clan is one run: its own ``ops.ingest_runs`` row, its own landing
-transaction. All clans of one call share one HTTP client and one rate limiter,
-so many clans together never exceed the allowed request rate.
+transaction. All clans of one call share one HTTP client and one key pool (each
+key paced by its own rate limiter), so many clans together never exceed the
+allowed request rate of any key.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from typing import Any
 import psycopg
 
 from clash_pipeline import shutdown
-from clash_pipeline.clash_api.client import ClashClient, RetryPolicy, limiter_from_settings
+from clash_pipeline.clash_api.client import ClashClient, RetryPolicy
+from clash_pipeline.clash_api.keys import KeyPool
 from clash_pipeline.clash_api.ratelimit import RateLimiter
 from clash_pipeline.errors import ClashPipelineError
 from clash_pipeline.ingest.land import LandResult
@@ -32,12 +34,19 @@ from clash_pipeline.warehouse.runs import RunRecorder, error_payload, utc_now
 
 @dataclass
 class ApiTarget:
-    """Where requests go: the real API (or a proxy), or a simulator."""
+    """Where requests go: the real API (or a proxy), or a simulator; ``tokens``: the whole key
+    pool when there are several (``token`` is then one of them)."""
 
     base_url: str
     token: str = field(repr=False)
     source: str = "api"  # 'api' | 'simulator'
     clock: Callable[[], datetime] = utc_now
+    tokens: tuple[str, ...] = field(default=(), repr=False)
+
+    def pool_tokens(self) -> list[str]:
+        """Every key's token, ``token`` included (first unless ``tokens`` orders it)."""
+        tokens = list(self.tokens) or [self.token]
+        return tokens if self.token in tokens or not self.token else [self.token, *tokens]
 
 
 @dataclass
@@ -55,11 +64,10 @@ class FetchOutcome:
     dropped_players: int = 0
 
 
-def build_client(settings: Settings, target: ApiTarget, limiter: RateLimiter) -> ClashClient:
+def build_client(settings: Settings, target: ApiTarget, keys: KeyPool) -> ClashClient:
     return ClashClient(
         base_url=target.base_url,
-        token=target.token,
-        limiter=limiter,
+        keys=keys,
         timeout=settings.coc_timeout_seconds,
         retry=RetryPolicy(max_retries=settings.coc_max_retries),
         clock=target.clock,
@@ -168,14 +176,19 @@ async def fetch_clans(
     *,
     trigger: str = "cli",
     limiter: RateLimiter | None = None,
+    keys: KeyPool | None = None,
 ) -> list[FetchOutcome]:
-    """Fetch and land every clan concurrently under one shared rate limit."""
-    limiter = limiter or limiter_from_settings(settings)
+    """Fetch and land every clan concurrently under one shared key pool.
+
+    ``keys`` defaults to the target's tokens paced by the settings; ``limiter`` paces a
+    single token instead (benchmarks and tests that watch one limiter).
+    """
+    keys = keys or _key_pool(settings, target, limiter)
     version = schema_version()
     await asyncio.to_thread(close_abandoned_runs, db_url)  # runs of processes that died
     with shutdown.cancel_scope():  # a signal cancels the fetches; each run says cancelled
         try:
-            async with build_client(settings, target, limiter) as client:
+            async with build_client(settings, target, keys) as client:
                 runs = (
                     _fetch_one(client, db_url, tag, target, trigger=trigger, version=version)
                     for tag in clan_tags
@@ -186,3 +199,12 @@ async def fetch_clans(
             if stop is None:
                 raise
             raise stop from None
+
+
+def _key_pool(settings: Settings, target: ApiTarget, limiter: RateLimiter | None) -> KeyPool:
+    tokens = target.pool_tokens()
+    if limiter is None:
+        return KeyPool.from_settings(settings, tokens)
+    if len(tokens) != 1:
+        raise ValueError("a limiter paces a single token: pass keys= for a pool of several")
+    return KeyPool.of_one(tokens[0], limiter)

@@ -127,6 +127,7 @@ async def fetch_clan(
                     "retries": counts.retries,
                     "throttled": counts.throttled,
                 }
+                phase.failure_details = {"keys": counts.keys()}
         failed = bundle.failed
         await phase.arecord(
             recorder,
@@ -140,6 +141,7 @@ async def fetch_clan(
                 "dropped_requests": len(bundle.dropped),
                 "dropped_players": bundle.dropped_players,
                 "members": bundle.members,
+                "keys": counts.keys(),  # per API key: position, fingerprint, counts
             },
         )
     return bundle

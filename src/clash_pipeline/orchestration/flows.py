@@ -7,7 +7,7 @@ One ingest run, for each clan::
     lock clan ─ open run ─ fetch ─ land ─┘                                  │
                                   publish (or roll back) ─ close runs ─ summary artifact
 
-Fetches of all clans run concurrently under one shared rate limiter; each clan
+Fetches of all clans run concurrently under one shared key pool; each clan
 lands as soon as its fetch is done. dbt then runs once for the clans that
 landed, inside a restore point (:mod:`clash_pipeline.transform.restore`): if dbt or the
 monitor fails, every mart is put back as it was and the clans' runs fail with
@@ -28,7 +28,6 @@ from prefect.runtime import flow_run
 from prefect.states import Cancelled, Failed
 
 from clash_pipeline import shutdown
-from clash_pipeline.clash_api.ratelimit import RateLimiter
 from clash_pipeline.orchestration import tasks
 from clash_pipeline.orchestration.model import (
     BuildOutcome,
@@ -42,7 +41,7 @@ from clash_pipeline.orchestration.phases import runs as run_rows
 from clash_pipeline.orchestration.phases import transform as transform_phase
 from clash_pipeline.orchestration.phases.common import log
 from clash_pipeline.orchestration.phases.context import resolve_context
-from clash_pipeline.orchestration.phases.ingest import note_fetched, note_landed
+from clash_pipeline.orchestration.phases.ingest import key_pool, note_fetched, note_landed
 from clash_pipeline.orchestration.phases.locks import ClanLocks, take_warehouse_lock, warehouse_lock
 from clash_pipeline.orchestration.phases.monitor import note_health
 from clash_pipeline.orchestration.phases.report import report_rows
@@ -287,13 +286,13 @@ def check_freshness(
 
 
 async def _fetch_and_land(ctx: RunContext, phase: dict[str, Any], runs: list[ClanRun]) -> None:
-    """Fetch every clan concurrently (one shared rate limiter); land each when fetched."""
-    limiter = RateLimiter(ctx.requests_per_second, ctx.max_concurrency, pacing=ctx.pacing)
+    """Fetch every clan concurrently (one shared key pool); land each when fetched."""
+    keys = key_pool(ctx)
 
     async def one(run: ClanRun) -> None:
         t0 = time.perf_counter()
         try:
-            bundle = await phase["fetch"](ctx, run, limiter)
+            bundle = await phase["fetch"](ctx, run, keys)
         except Exception as exc:  # noqa: BLE001 - recorded as the run's failure
             run.fail("fetch", exc)
             return
