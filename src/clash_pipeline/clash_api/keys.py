@@ -228,10 +228,9 @@ class KeyPool:
         if not usable:
             raise self._no_key_left()
 
-        def readiness(key: ApiKey) -> tuple[bool, float, int, int]:
+        def readiness(key: ApiKey) -> tuple[float, int, int]:
             limiter = self._limiters[key.position]
-            full = limiter.in_flight >= limiter.max_concurrency
-            return (full, limiter.next_start(), limiter.in_flight, key.position)
+            return (limiter.next_start(), limiter.in_flight, key.position)
 
         return min(usable, key=readiness)
 
