@@ -353,3 +353,15 @@ def test_a_429_slows_only_its_key(tmp_path, migrated_db_url):
     usage = {u["position"]: u for u in keys.usage()}
     assert usage[1]["throttled"] == by_key[_fp(tokens[0])]["throttled"]
     assert usage[2]["throttled"] == 0
+
+
+def test_no_key_left_is_not_worth_another_fetch_attempt():
+    from clash_pipeline.clash_api.keys import NoApiKeyLeftError
+    from clash_pipeline.ingest.run import fetch_retriable
+
+    pool = KeyPool(["a1"])
+    pool.reject(pool.keys[0], "accessDenied")
+    with pytest.raises(NoApiKeyLeftError) as info:
+        pool.choose()
+    assert info.value.status is None  # nothing was sent: no 4xx status to go by
+    assert not fetch_retriable(info.value)

@@ -27,6 +27,7 @@ import psycopg
 
 from clash_pipeline.clash_api import sent
 from clash_pipeline.clash_api.client import ClashClient
+from clash_pipeline.clash_api.keys import NoApiKeyLeftError
 from clash_pipeline.errors import ClashPipelineError, ConfigError, DatabaseError
 from clash_pipeline.ingest.bundle import ClanBundle, fetch_clan_bundle, known_ended_cwl_wars
 from clash_pipeline.ingest.checks import Problem, check_records, describe
@@ -42,6 +43,8 @@ def fetch_retriable(exc: BaseException) -> bool:
     if isinstance(exc, ConfigError):
         return False
     for source in (exc, exc.__context__):
+        if isinstance(source, NoApiKeyLeftError):  # the API rejected every key of the run
+            return False
         status = getattr(source, "status", None)
         if isinstance(status, int) and 400 <= status < 500 and status != 429:
             return False
