@@ -237,8 +237,11 @@ def test_a_rejected_key_is_left_out_with_one_warning_and_the_run_succeeds(
     tokens = _tokens(3)
     good, rejected = [tokens[0], tokens[2]], tokens[1]
     with _sim(tokens, accepted_tokens={tokens[2]}, invalid_ip_tokens={rejected}) as sim:
-        # 8 req/s: the 403 is back long before key 2's next slot (one request meets it)
-        keys = KeyPool(tokens, requests_per_second=8, max_concurrency=4)
+        # key 2 at 1 req/s: its 403 is back long before its next slot (one request meets it)
+        keys = KeyPool(
+            tokens,
+            limiter_factory=lambda key: RateLimiter(1 if key.position == 2 else 20, 4),
+        )
         outcome = _fetch(tmp_path, migrated_db_url, sim, tokens, keys)
         by_key = sim.stats.by_key
     assert outcome.status == "succeeded", outcome.error
