@@ -23,6 +23,7 @@ DEFAULT_API_BASE_URL = "https://api.clashofclans.com/v1"
 # Field name -> environment variable, for error messages.
 _ENV_NAMES = {
     "coc_api_token": "COC_API_TOKEN",
+    "coc_api_tokens": "COC_API_TOKENS",
     "coc_api_base_url": "COC_API_BASE_URL",
     "coc_clan_tags": "COC_CLAN_TAGS",
     "coc_requests_per_second": "COC_REQUESTS_PER_SECOND",
@@ -64,6 +65,10 @@ class Settings(BaseSettings):
 
     coc_api_token: SecretStr | None = Field(
         default=None, description="Clash of Clans API token (developer.clashofclans.com)."
+    )
+    # A pool of keys (clash_api.keys.KeyPool; README "Configuration"), each paced on its own.
+    coc_api_tokens: Annotated[list[SecretStr], NoDecode] = Field(
+        default_factory=list, description="Several API tokens, comma-separated (a key pool)."
     )
     coc_api_base_url: str = Field(
         default=DEFAULT_API_BASE_URL, description="API base URL; point it at a proxy if needed."
@@ -157,6 +162,33 @@ class Settings(BaseSettings):
     def _lower_switch(cls, value: object) -> object:
         return value.strip().lower() if isinstance(value, str) else value
 
+    @field_validator("coc_api_tokens", mode="before")
+    @classmethod
+    def _split_tokens(cls, value: object) -> object:
+        """Comma-separated (or a list); blanks skipped, duplicates dropped, order kept.
+
+        A bad token is named by its position in the list, never by its value.
+        """
+        if value is None:
+            return []
+        if isinstance(value, str):
+            value = value.split(",")
+        if not isinstance(value, (list, tuple)):
+            raise ValueError("must be API tokens separated by commas")
+        tokens: list[str] = []
+        for position, item in enumerate(value, start=1):
+            token = (item.get_secret_value() if isinstance(item, SecretStr) else str(item)).strip()
+            problem = token_problem(token)
+            if problem:
+                raise ValueError(
+                    f"key {position} contains {problem}; an API token is one word of printable "
+                    "ASCII (copy it again from developer.clashofclans.com; separate keys with "
+                    "commas)"
+                )
+            if token and token not in tokens:
+                tokens.append(token)
+        return tokens
+
     @field_validator("coc_api_base_url")
     @classmethod
     def _check_base_url(cls, value: str) -> str:
@@ -208,8 +240,16 @@ class Settings(BaseSettings):
         return self.database_url is None
 
     def api_token(self) -> str | None:
-        """The token in clear, for the Authorization header only."""
-        return self.coc_api_token.get_secret_value() if self.coc_api_token else None
+        """The first token of the pool in clear, for an Authorization header only."""
+        tokens = self.api_tokens()
+        return tokens[0] if tokens else None
+
+    def api_tokens(self) -> list[str]:
+        """Every token in clear: COC_API_TOKENS, then COC_API_TOKEN (deduplicated, in order)."""
+        tokens = [t.get_secret_value() for t in self.coc_api_tokens]
+        if self.coc_api_token:
+            tokens.append(self.coc_api_token.get_secret_value())
+        return list(dict.fromkeys(tokens))
 
 
 def token_problem(token: str) -> str | None:

@@ -2,7 +2,9 @@
 
 One :class:`ClashClient` per run: one pooled ``httpx.AsyncClient`` (HTTP/1.1, no redirects, the
 usual proxy environment variables honoured) and one shared
-:class:`~clash_pipeline.clash_api.ratelimit.RateLimiter`.
+:class:`~clash_pipeline.clash_api.keys.KeyPool`: the run's API keys, each paced by its own
+:class:`~clash_pipeline.clash_api.ratelimit.RateLimiter`; every attempt goes out on the key that
+can start it soonest.
 Every logical request, successful or not, produces one
 :class:`~clash_pipeline.clash_api.records.FetchRecord` for the fetch log.
 
@@ -11,15 +13,19 @@ community practice:
 
 - 500/502/504 (and other 5xx except 503), timeouts, connection errors, and 2xx bodies that are not
   a JSON object (truncated, a proxy's HTML) are transient: exponential back-off with jitter;
-- 429 and 503 mean "slow down": wait ``Retry-After`` (or ``throttle_delay``) and pause the shared
-  limiter so the whole run cools down, not just this request; a 429 also lowers the limiter's
-  rate, which then recovers gradually (adaptive pacing, see
-  :class:`~clash_pipeline.clash_api.ratelimit.RateLimiter`);
+- a 429 means "this key is too fast": wait ``Retry-After`` (or ``throttle_delay``) and pause that
+  key's limiter, so every request on that key cools down (the other keys go on); it also lowers
+  that key's rate, which then recovers gradually (adaptive pacing, see
+  :class:`~clash_pipeline.clash_api.ratelimit.RateLimiter`). A 503 (maintenance) pauses every key;
+- a 403 that rejects the key (``accessDenied.invalidIp``, or ``accessDenied`` anywhere but a
+  private war log) leaves the key out of the run and the request goes again on another key,
+  without counting as a retry; with no key left, the request fails;
 - 400/403/404 (and any other status) are answers, never retried.
 
-The token lives only in the ``Authorization`` header of the httpx client. Records, errors and logs
-are built from the path, status and sanitised body fields, and body-derived text is scrubbed of the
-token in case a gateway echoes it.
+A token lives only in the ``Authorization`` header of each request (set from the key chosen for
+that attempt, never in the client's default headers). Records, errors and logs are built from the
+path, status and sanitised body fields, and body-derived text is scrubbed of every key's token in
+case a gateway echoes it.
 """
 
 from __future__ import annotations
@@ -39,8 +45,13 @@ import httpx
 
 from clash_pipeline.clash_api import sent
 from clash_pipeline.clash_api.endpoints import ENDPOINTS, build_path, limit_params
-from clash_pipeline.clash_api.errors import MalformedResponseError, TransportError
-from clash_pipeline.clash_api.failures import failure_hint, failure_message
+from clash_pipeline.clash_api.errors import (
+    AccessDeniedError,
+    MalformedResponseError,
+    TransportError,
+)
+from clash_pipeline.clash_api.failures import failure_hint, failure_message, request_target
+from clash_pipeline.clash_api.keys import NO_KEY_LEFT_HINT, ApiKey, KeyPool, NoApiKeyLeftError
 from clash_pipeline.clash_api.ratelimit import AdaptivePacing, RateLimiter
 from clash_pipeline.clash_api.records import ApiResponse, FetchRecord, utc_now
 from clash_pipeline.clash_api.responses import Attempt, classify, parse_max_age
@@ -57,6 +68,7 @@ __all__ = [
     "ApiResponse",
     "ClashClient",
     "FetchRecord",
+    "KeyPool",
     "limiter_from_settings",
     "pacing_from_settings",
     "RetryPolicy",
@@ -76,45 +88,53 @@ class _Tally:
     throttled: int = 0
     requested_at: datetime | None = None  # when the first attempt got its slot
     started: float = 0.0  # the same instant on the monotonic clock
-    sent_at: float = 0.0  # the start slot of the last attempt, on the limiter's clock
+    sent_at: float = 0.0  # the start slot of the last attempt, on its key's limiter's clock
+    key: ApiKey | None = None  # the key of the last attempt
 
 
 class ClashClient:
     """Async client for the endpoints the pipeline uses, with retries, pacing and a fetch log.
 
     Use as ``async with ClashClient.from_settings(settings) as client:``; ``records`` lists every
-    request made, in completion order, and ``on_record`` (if given) is called with each one as it
-    completes, before a failure is raised.
+    request made, in completion order. The keys are a :class:`KeyPool` (``keys=``, shared by
+    every client of a run) or one ``token`` paced by its ``limiter``.
     """
 
     def __init__(
         self,
         *,
         base_url: str,
-        token: str,
-        limiter: RateLimiter,
+        token: str | None = None,
+        limiter: RateLimiter | None = None,
+        keys: KeyPool | None = None,
         timeout: float = 10.0,
         retry: RetryPolicy | None = None,
         clock: Callable[[], datetime] = utc_now,
-        on_record: Callable[[FetchRecord], None] | None = None,
         sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
     ) -> None:
         self._base_url = _check_base_url(base_url)
         parts = urlsplit(self._base_url)
         default_port = 443 if parts.scheme == "https" else 80
         self._host_port = f"{parts.hostname}:{parts.port or default_port}"
-        self._token = _check_token(token)
+        if keys is None:
+            if limiter is None:
+                raise ValueError("give a key pool (keys=), or a token and its limiter")
+            keys = KeyPool.of_one(_check_token(token or ""), limiter)
         if not timeout > 0:
             raise ValueError("timeout must be > 0")
-        self.limiter = limiter
+        self.keys = keys
         self.timeout = float(timeout)
         self.retry = retry or RetryPolicy()
         self._clock = clock
-        self._on_record = on_record
         self._sleep = sleep
         self._rng = random.Random()  # jitter only, not security
         self.records: list[FetchRecord] = []
-        self._http = _http_client(self._token, self.timeout, pool=limiter.max_concurrency)
+        self._http = _http_client(self.timeout, pool=keys.max_concurrency)
+
+    @property
+    def limiter(self) -> RateLimiter:
+        """The first key's limiter (the only one with a single token)."""
+        return self.keys.limiter(self.keys.keys[0])
 
     def __repr__(self) -> str:
         return f"ClashClient(base_url={self._base_url!r})"
@@ -124,28 +144,25 @@ class ClashClient:
         cls,
         settings: Settings,
         *,
-        limiter: RateLimiter | None = None,
+        keys: KeyPool | None = None,
         clock: Callable[[], datetime] = utc_now,
-        on_record: Callable[[FetchRecord], None] | None = None,
     ) -> ClashClient:
         """Build a client from the settings (ConfigError if no token)."""
-        token = settings.api_token()
-        if not token:
-            raise ConfigError(
-                "COC_API_TOKEN is not set",
-                hint="create a token for this machine's IP at https://developer.clashofclans.com "
-                "and put it in COC_API_TOKEN (environment or .env), or run the demo",
-            )
-        if limiter is None:
-            limiter = limiter_from_settings(settings)
+        if keys is None:
+            if not settings.api_tokens():
+                raise ConfigError(
+                    "COC_API_TOKEN is not set",
+                    hint="create a token for this machine's IP at "
+                    "https://developer.clashofclans.com and put it in COC_API_TOKEN (or several "
+                    "in COC_API_TOKENS, comma-separated; environment or .env), or run the demo",
+                )
+            keys = KeyPool.from_settings(settings)
         return cls(
             base_url=settings.coc_api_base_url,
-            token=token,
-            limiter=limiter,
+            keys=keys,
             timeout=settings.coc_timeout_seconds,
             retry=RetryPolicy(max_retries=settings.coc_max_retries),
             clock=clock,
-            on_record=on_record,
         )
 
     async def __aenter__(self) -> ClashClient:
@@ -213,12 +230,13 @@ class ClashClient:
         outcome = await self._attempt_with_retries(endpoint, resource_tag, path, tally)
         record = self._record(endpoint, resource_tag, path, outcome, tally)
         self.records.append(record)
-        if self._on_record is not None:
-            self._on_record(record)
         error_cls = outcome.error_cls
         if error_cls is None:
             assert outcome.data is not None
             return ApiResponse(record=record, data=outcome.data)
+        if error_cls is NoApiKeyLeftError:
+            message = f"{request_target(record)} failed: {self.keys.no_key_left_message()}"
+            raise error_cls(message, NO_KEY_LEFT_HINT, record=record)
         message = failure_message(error_cls, record, outcome.transport_detail)
         raise error_cls(message, failure_hint(error_cls, record, self._host_port), record=record)
 
@@ -227,9 +245,18 @@ class ClashClient:
     ) -> Attempt:
         """Attempt until success, an answer that is not transient, or the retries run out."""
         while True:
-            outcome = await self._paced_attempt(endpoint, resource_tag, path, tally)
+            try:
+                outcome = await self._paced_attempt(endpoint, resource_tag, path, tally)
+            except NoApiKeyLeftError:
+                return self._no_key_left(tally)
             if outcome.error_cls is None:
                 return outcome
+            if self._rejects_key(outcome, tally):
+                if not self.keys.usable and self.keys.size > 1:
+                    return self._no_key_left(tally, outcome)
+                if self.keys.usable:
+                    continue  # the same request on another key: not a retry
+                return outcome  # the only key: the API's answer, as it is
             delay = self._cool_down(outcome, tally)
             if not outcome.error_cls.retryable or tally.retries >= self.retry.max_retries:
                 return outcome
@@ -248,19 +275,19 @@ class ClashClient:
     async def _paced_attempt(
         self, endpoint: str, resource_tag: str | None, path: str, tally: _Tally
     ) -> Attempt:
-        """One attempt inside a slot of the shared limiter."""
-        async with self.limiter.slot() as sent_at:
-            tally.sent_at = sent_at
+        """One attempt inside a slot of the key that can start it soonest."""
+        async with self.keys.slot() as (key, sent_at):
+            tally.sent_at, tally.key = sent_at, key
             if tally.requested_at is None:
                 tally.requested_at = self._clock()
                 tally.started = time.perf_counter()
             tally.attempts += 1
-            sent.attempt_started(first=tally.attempts == 1)
+            sent.attempt_started(first=tally.attempts == 1, key=key)
             attempt_started = time.perf_counter()
-            outcome = await self._attempt(endpoint, self._base_url + path)
-            sent.answered(outcome.status)
+            outcome = await self._attempt(endpoint, self._base_url + path, key)
+            sent.answered(outcome.status, key=key)
             if outcome.status is not None and outcome.status != 429:
-                self.limiter.accepted()
+                self.keys.accepted(key)
         logger.debug(
             "GET %s %s -> %s in %.0f ms (attempt %d)",
             endpoint,
@@ -272,18 +299,40 @@ class ClashClient:
         return outcome
 
     def _cool_down(self, outcome: Attempt, tally: _Tally) -> float:
-        """The wait before the next attempt; a 429/503 also pauses the shared limiter."""
+        """The wait before the next attempt; a 429 also pauses its key, a 503 every key."""
         if outcome.status in (429, 503):
-            # The whole run cools down, even when this request has no retries left;
-            # a 429 also lowers the shared rate (the server's limit is below it).
+            # The key (429) or the whole run (503) cools down, even when this request has no
+            # retries left; a 429 also lowers its key's rate (the server's limit is below it).
             delay = self.retry.throttle(outcome.retry_after)
-            if outcome.status == 429:
+            if outcome.status == 429 and tally.key is not None:
                 tally.throttled += 1
-                self.limiter.throttled(delay, sent_at=tally.sent_at)
+                self.keys.throttled(tally.key, delay, sent_at=tally.sent_at)
             else:
-                self.limiter.pause(delay)
+                for key in self.keys.keys:
+                    self.keys.pause(key, delay)
             return delay
         return self.retry.backoff(tally.retries, self._rng)
+
+    def _rejects_key(self, outcome: Attempt, tally: _Tally) -> bool:
+        """A 403 that is about the key, not the resource (a private war log): leave it out."""
+        if outcome.error_cls is not AccessDeniedError or tally.key is None:
+            return False
+        self.keys.reject(tally.key, outcome.reason)
+        sent.key_rejected(tally.key)
+        return True
+
+    def _no_key_left(self, tally: _Tally, outcome: Attempt | None = None) -> Attempt:
+        """The request's outcome when every key of the pool was rejected."""
+        if tally.requested_at is None:  # nothing was sent
+            tally.requested_at = self._clock()
+            tally.started = time.perf_counter()
+        return Attempt(
+            status=outcome.status if outcome else None,
+            reason=outcome.reason if outcome else "noApiKeyLeft",
+            message=outcome.message if outcome else None,
+            max_age=outcome.max_age if outcome else None,
+            error_cls=NoApiKeyLeftError,
+        )
 
     def _record(
         self,
@@ -315,7 +364,7 @@ class ClashClient:
             gave_up=outcome.error_cls is not None and outcome.error_cls.retryable,
         )
 
-    async def _attempt(self, endpoint: str, url: str) -> Attempt:
+    async def _attempt(self, endpoint: str, url: str, key: ApiKey) -> Attempt:
         """One HTTP attempt. Never raises for network/HTTP failures: it returns them as data,
         so the error raised later has no httpx exception (and its request) in its context."""
         status: int | None = None
@@ -323,7 +372,8 @@ class ClashClient:
         try:
             # httpx's timeout is per phase (connect, each read…); this caps a server that trickles.
             async with asyncio.timeout(self.timeout * 3):
-                async with self._http.stream("GET", url) as response:
+                headers_out = {"Authorization": f"Bearer {key.token}"}
+                async with self._http.stream("GET", url, headers=headers_out) as response:
                     status, headers = response.status_code, response.headers
                     body = await response.aread()
         except (httpx.TimeoutException, TimeoutError):
@@ -382,10 +432,8 @@ class ClashClient:
         return classify(endpoint, status, headers, body, scrub=self._scrub, clock=self._clock)
 
     def _scrub(self, text: str) -> str:
-        """Remove the token from text that came from outside (a gateway could echo headers)."""
-        if self._token and self._token in text:
-            text = text.replace(self._token, "***")
-        return text
+        """Remove every token from text that came from outside (a gateway could echo headers)."""
+        return self.keys.scrub(text)
 
 
 def limiter_from_settings(settings: Settings) -> RateLimiter:
@@ -407,10 +455,9 @@ def pacing_from_settings(settings: Settings) -> AdaptivePacing:
     )
 
 
-def _http_client(token: str, timeout: float, *, pool: int) -> httpx.AsyncClient:
+def _http_client(timeout: float, *, pool: int) -> httpx.AsyncClient:
     return httpx.AsyncClient(
         headers={
-            "Authorization": f"Bearer {token}",
             "Accept": "application/json",
             "User-Agent": "clash-pipeline (+httpx)",
         },

@@ -21,11 +21,11 @@ from clash_pipeline.clash_api.errors import (
 )
 from clash_pipeline.clash_api.records import FetchRecord
 
-__all__ = ["failure_hint", "failure_message"]
+__all__ = ["failure_hint", "failure_message", "request_target"]
 
 _ACCESS_DENIED_HINT = (
-    "check COC_API_TOKEN and that the token's allowed IP list includes this machine's public IP, "
-    "or use a proxy via COC_API_BASE_URL"
+    "check COC_API_TOKEN (or COC_API_TOKENS) and that the token's allowed IP list includes this "
+    "machine's public IP, or use a proxy via COC_API_BASE_URL"
 )
 
 _HINTS: dict[type[ClashApiError], str] = {
@@ -54,9 +54,7 @@ def failure_message(
     error_cls: type[ClashApiError], record: FetchRecord, transport_detail: str | None
 ) -> str:
     """``GET /clans/{clanTag} #2PP failed after 3 attempts: 404 notFound - ...``."""
-    target = f"GET {display_template(record.endpoint)}"
-    if record.resource_tag:
-        target += f" {record.resource_tag}"
+    target = request_target(record)
     after = f" after {record.attempts} attempts" if record.attempts > 1 else ""
     if error_cls is TransportError:
         what = transport_detail or "no response"
@@ -65,6 +63,12 @@ def failure_message(
         if record.message:
             what += f" - {record.message}"
     return f"{target} failed{after}: {what}"
+
+
+def request_target(record: FetchRecord) -> str:
+    """``GET /clans/{clanTag} #2PP``: the request, for a message."""
+    target = f"GET {display_template(record.endpoint)}"
+    return f"{target} {record.resource_tag}" if record.resource_tag else target
 
 
 def failure_hint(error_cls: type[ClashApiError], record: FetchRecord, host_port: str) -> str:

@@ -153,6 +153,15 @@ class RateLimiter:
         steps = max(0, math.floor((when - self._recover_from) / RECOVERY_STEP_SECONDS))
         return min(self.requests_per_second, self._lowered_rate + steps * self.pacing.recovery)
 
+    def next_start(self) -> float:
+        """When a request asked for now would start: the next free slot on the grid, after the
+        requests already queued for a concurrency slot (a key pool sends the next request on
+        the key that can start it soonest)."""
+        now = self._clock()
+        return max(now, self._next_start, self._paused_until) + len(self._waiters) / self.rate_at(
+            now
+        )
+
     @property
     def paused_until(self) -> float:
         """The clock value until which no request starts (``-inf`` when never paused)."""

@@ -34,11 +34,11 @@ def fetch(
     """Fetch clans from the Clash API and land every response in raw (one run per clan)."""
     settings = load_settings()
     tags = common.clan_tags(settings, clan)
-    if not simulate and not settings.api_token():
+    if not simulate and not settings.api_tokens():
         raise ConfigError(
             "COC_API_TOKEN is not set",
-            hint="create a key at https://developer.clashofclans.com and set COC_API_TOKEN, "
-            "or add --simulate to use the simulated API",
+            hint="create a key at https://developer.clashofclans.com and set COC_API_TOKEN "
+            "(or several in COC_API_TOKENS), or add --simulate to use the simulated API",
         )
     url = common.prepare_access(settings).ingest
     if simulate:
@@ -47,11 +47,11 @@ def fetch(
         token = secrets.token_urlsafe(24)
         with SimulatedClashApi(seed=seed, token=token, frozen_clock=False) as sim:
             outcomes = _fetch_clans(
-                settings, url, tags, sim.base_url, token, "simulator", sim.clock.now
+                settings, url, tags, sim.base_url, [token], "simulator", sim.clock.now
             )
     else:
         outcomes = _fetch_clans(
-            settings, url, tags, settings.coc_api_base_url, settings.api_token() or "", "api", None
+            settings, url, tags, settings.coc_api_base_url, settings.api_tokens(), "api", None
         )
     _print_outcomes(outcomes)
     # skipped: another process is fetching the clan right now, which is not a failure
@@ -64,14 +64,20 @@ def _fetch_clans(
     url: str,
     tags: list[str],
     base_url: str,
-    token: str,
+    tokens: list[str],
     source: str,
     clock: Callable[[], datetime] | None,
 ) -> list[FetchOutcome]:
     from clash_pipeline.ingest.fetch import ApiTarget, fetch_clans
     from clash_pipeline.warehouse.runs import utc_now
 
-    target = ApiTarget(base_url=base_url, token=token, source=source, clock=clock or utc_now)
+    target = ApiTarget(
+        base_url=base_url,
+        token=tokens[0],
+        source=source,
+        clock=clock or utc_now,
+        tokens=tuple(tokens),
+    )
     return asyncio.run(fetch_clans(settings, url, tags, target))
 
 

@@ -103,13 +103,13 @@ def _api(*, simulate: bool, seed: int) -> Iterator[ApiSpec | None]:
 
 
 def _require_token(settings: Settings) -> None:
-    if settings.api_token() or os.environ.get("PREFECT_API_URL"):
-        return  # with a Prefect server, the token may be its Secret block
+    if settings.api_tokens() or os.environ.get("PREFECT_API_URL"):
+        return  # with a Prefect server, the keys may be in its Secret blocks
     raise ConfigError(
         "COC_API_TOKEN is not set",
         hint="create a key at https://developer.clashofclans.com and set COC_API_TOKEN "
-        "(or keep it in a Prefect Secret block 'coc-api-token' on your Prefect server), "
-        "or add --simulate to use the simulated API",
+        "(or several in COC_API_TOKENS, or keep them in a Prefect Secret block "
+        "'coc-api-tokens' on your Prefect server), or add --simulate to use the simulated API",
     )
 
 

@@ -17,29 +17,46 @@ def simulate_api(
     port: Annotated[int, typer.Option(help="Port (0 picks a free one).")] = 8765,
     seed: Annotated[int, typer.Option(help="Seed of the simulated world.")] = 0,
     token: Annotated[
-        str, typer.Option(help="Bearer token the server accepts.", envvar="SIM_API_TOKEN")
-    ] = "sim-token",  # noqa: S107 - the simulator's own token, not a secret
+        list[str] | None,
+        typer.Option(
+            help="Bearer token the server accepts (repeat it for a key pool; default sim-token).",
+            envvar="SIM_API_TOKEN",
+        ),
+    ] = None,
     start_time: Annotated[
         str | None, typer.Option(help="Simulated start time, ISO 8601 UTC.")
     ] = None,
     frozen: Annotated[
         bool, typer.Option(help="Freeze the clock (advance it with POST /_sim/clock).")
     ] = False,
+    invalid_ip_token: Annotated[
+        list[str] | None,
+        typer.Option(help="A token answered 403 accessDenied.invalidIp (repeatable)."),
+    ] = None,
     missing_clan: Annotated[
         list[str] | None, typer.Option(help="A clan tag to answer with notFound.")
     ] = None,
 ) -> None:
-    """Run the simulated Clash API on its own; point COC_API_BASE_URL at it."""
-    from clash_pipeline.simulator.server import serve_forever
+    """Run the simulated Clash API on its own; point COC_API_BASE_URL at it.
 
+    Each token has its own rate limit when one is set (POST /_sim/faults
+    ``{"rate_limit_per_second": 10}``); GET /_sim/state counts requests per token fingerprint.
+    """
+    from clash_pipeline.simulator.faults import FaultConfig
+    from clash_pipeline.simulator.server import DEFAULT_TOKEN, serve_forever
+
+    tokens = token or [DEFAULT_TOKEN]
     start = common.parse_time(start_time) if start_time else None
     missing = [normalize_tag(t, kind="clan tag") for t in missing_clan or []]
     serve_forever(
         host=host,
         port=port,
         seed=seed,
-        token=token,
+        token=tokens[0],
         start_time=start,
         frozen_clock=frozen,
         missing_clans=missing,
+        faults=FaultConfig(
+            accepted_tokens=set(tokens[1:]), invalid_ip_tokens=set(invalid_ip_token or [])
+        ),
     )

@@ -1,8 +1,9 @@
 """Fetch one or many clans and land each as its own run (``clash-pipeline fetch``).
 
 Every clan is one run: its own ``ops.ingest_runs`` row, its own landing
-transaction. All clans of one call share one HTTP client and one rate limiter,
-so many clans together never exceed the allowed request rate; with shared pacing
+transaction. All clans of one call share one HTTP client and one key pool (each
+key paced by its own rate limiter), so many clans together never exceed the
+allowed request rate of any key; with shared pacing
 (COC_SHARED_PACING, :mod:`clash_pipeline.clash_api.shared_pacing`) neither do
 many processes using the same key.
 
@@ -27,8 +28,9 @@ import psycopg
 
 from clash_pipeline import shutdown
 from clash_pipeline.clash_api.client import ClashClient, RetryPolicy
+from clash_pipeline.clash_api.keys import KeyPool
 from clash_pipeline.clash_api.ratelimit import RateLimiter
-from clash_pipeline.clash_api.shared_pacing import close_limiter, limiter_for
+from clash_pipeline.clash_api.shared_pacing import shared_limiter_factory
 from clash_pipeline.errors import ClashPipelineError
 from clash_pipeline.ingest.land import LandResult
 from clash_pipeline.ingest.run import failed_requests, fetch_clan, land_clan, no_snapshot_error
@@ -44,12 +46,19 @@ BUSY_MESSAGE = "being fetched by another process"
 
 @dataclass
 class ApiTarget:
-    """Where requests go: the real API (or a proxy), or a simulator."""
+    """Where requests go: the real API (or a proxy), or a simulator; ``tokens``: the whole key
+    pool when there are several (``token`` is then one of them)."""
 
     base_url: str
     token: str = field(repr=False)
     source: str = "api"  # 'api' | 'simulator'
     clock: Callable[[], datetime] = utc_now
+    tokens: tuple[str, ...] = field(default=(), repr=False)
+
+    def pool_tokens(self) -> list[str]:
+        """Every key's token, ``token`` included (first unless ``tokens`` orders it)."""
+        tokens = list(self.tokens) or [self.token]
+        return tokens if self.token in tokens or not self.token else [self.token, *tokens]
 
 
 @dataclass
@@ -67,11 +76,10 @@ class FetchOutcome:
     dropped_players: int = 0
 
 
-def build_client(settings: Settings, target: ApiTarget, limiter: RateLimiter) -> ClashClient:
+def build_client(settings: Settings, target: ApiTarget, keys: KeyPool) -> ClashClient:
     return ClashClient(
         base_url=target.base_url,
-        token=target.token,
-        limiter=limiter,
+        keys=keys,
         timeout=settings.coc_timeout_seconds,
         retry=RetryPolicy(max_retries=settings.coc_max_retries),
         clock=target.clock,
@@ -204,18 +212,23 @@ async def fetch_clans(
     *,
     trigger: str = "cli",
     limiter: RateLimiter | None = None,
+    keys: KeyPool | None = None,
 ) -> list[FetchOutcome]:
-    """Fetch and land every clan concurrently under one shared rate limit (shared with every
-    process using the key when COC_SHARED_PACING is on); a clan another process is fetching
-    is skipped."""
-    own_limiter = limiter is None
-    limiter = limiter or limiter_for(settings, db_url, target.token)
+    """Fetch and land every clan concurrently under one key pool (each key paced with every
+    process using it when COC_SHARED_PACING is on); a clan another process is fetching
+    is skipped.
+
+    ``keys`` defaults to the target's tokens paced by the settings; ``limiter`` paces a
+    single token instead (benchmarks and tests that watch one limiter).
+    """
+    own_keys = keys is None
+    keys = keys or _key_pool(settings, db_url, target, limiter)
     version = schema_version()
     await asyncio.to_thread(close_abandoned_runs, db_url)  # runs of processes that died
     locks = ClanLockSession(db_url)
     with shutdown.cancel_scope():  # a signal cancels the fetches; each run says cancelled
         try:
-            async with build_client(settings, target, limiter) as client:
+            async with build_client(settings, target, keys) as client:
                 runs = (
                     _fetch_locked(
                         locks, client, db_url, tag, target, trigger=trigger, version=version
@@ -230,5 +243,17 @@ async def fetch_clans(
             raise stop from None
         finally:
             locks.close()  # synchronous: the fetches may be being cancelled
-            if own_limiter:
-                await close_limiter(limiter)
+            if own_keys:
+                await keys.aclose()
+
+
+def _key_pool(
+    settings: Settings, db_url: str, target: ApiTarget, limiter: RateLimiter | None
+) -> KeyPool:
+    tokens = target.pool_tokens()
+    if limiter is None:
+        factory = shared_limiter_factory(db_url, settings)
+        return KeyPool.from_settings(settings, tokens, limiter_factory=factory)
+    if len(tokens) != 1:
+        raise ValueError("a limiter paces a single token: pass keys= for a pool of several")
+    return KeyPool.of_one(tokens[0], limiter)

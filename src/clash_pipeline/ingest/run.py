@@ -27,6 +27,7 @@ import psycopg
 
 from clash_pipeline.clash_api import sent
 from clash_pipeline.clash_api.client import ClashClient
+from clash_pipeline.clash_api.keys import NoApiKeyLeftError
 from clash_pipeline.errors import ClashPipelineError, ConfigError, DatabaseError
 from clash_pipeline.ingest.bundle import ClanBundle, fetch_clan_bundle, known_ended_cwl_wars
 from clash_pipeline.ingest.checks import Problem, check_records, describe
@@ -42,6 +43,8 @@ def fetch_retriable(exc: BaseException) -> bool:
     if isinstance(exc, ConfigError):
         return False
     for source in (exc, exc.__context__):
+        if isinstance(source, NoApiKeyLeftError):  # the API rejected every key of the run
+            return False
         status = getattr(source, "status", None)
         if isinstance(status, int) and 400 <= status < 500 and status != 429:
             return False
@@ -127,6 +130,7 @@ async def fetch_clan(
                     "retries": counts.retries,
                     "throttled": counts.throttled,
                 }
+                phase.failure_details = {"keys": counts.keys()}
         failed = bundle.failed
         await phase.arecord(
             recorder,
@@ -140,6 +144,7 @@ async def fetch_clan(
                 "dropped_requests": len(bundle.dropped),
                 "dropped_players": bundle.dropped_players,
                 "members": bundle.members,
+                "keys": counts.keys(),  # per API key: position, fingerprint, counts
             },
         )
     return bundle

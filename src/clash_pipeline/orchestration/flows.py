@@ -7,7 +7,7 @@ One ingest run, for each clan::
     lock clan ─ open run ─ fetch ─ land ─┘                                  │
                                   publish (or roll back) ─ close runs ─ summary artifact
 
-Fetches of all clans run concurrently under one shared rate limiter; each clan
+Fetches of all clans run concurrently under one shared key pool; each clan
 lands as soon as its fetch is done. dbt then runs once for the clans that
 landed, inside a restore point (:mod:`clash_pipeline.transform.restore`): if dbt or the
 monitor fails, every mart is put back as it was and the clans' runs fail with
@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from prefect import State, flow, task
@@ -28,8 +29,9 @@ from prefect.runtime import flow_run
 from prefect.states import Cancelled, Failed
 
 from clash_pipeline import shutdown
+from clash_pipeline.clash_api.keys import ApiKey
 from clash_pipeline.clash_api.ratelimit import RateLimiter
-from clash_pipeline.clash_api.shared_pacing import SharedRateLimiter, close_limiter, key_fingerprint
+from clash_pipeline.clash_api.shared_pacing import SharedRateLimiter
 from clash_pipeline.orchestration import tasks
 from clash_pipeline.orchestration.model import (
     BuildOutcome,
@@ -43,7 +45,7 @@ from clash_pipeline.orchestration.phases import runs as run_rows
 from clash_pipeline.orchestration.phases import transform as transform_phase
 from clash_pipeline.orchestration.phases.common import log
 from clash_pipeline.orchestration.phases.context import resolve_context
-from clash_pipeline.orchestration.phases.ingest import note_fetched, note_landed
+from clash_pipeline.orchestration.phases.ingest import key_pool, note_fetched, note_landed
 from clash_pipeline.orchestration.phases.locks import ClanLocks, take_warehouse_lock, warehouse_lock
 from clash_pipeline.orchestration.phases.monitor import note_health
 from clash_pipeline.orchestration.phases.report import report_rows
@@ -288,14 +290,14 @@ def check_freshness(
 
 
 async def _fetch_and_land(ctx: RunContext, phase: dict[str, Any], runs: list[ClanRun]) -> None:
-    """Fetch every clan concurrently (one shared rate limiter, paced with every process using
-    the key when ctx.shared_pacing); land each when fetched."""
-    limiter = _limiter(ctx)
+    """Fetch every clan concurrently (one key pool, each key paced with every process using
+    it when ctx.shared_pacing); land each when fetched."""
+    keys = key_pool(ctx, limiter_factory=_limiter_factory(ctx))
 
     async def one(run: ClanRun) -> None:
         t0 = time.perf_counter()
         try:
-            bundle = await phase["fetch"](ctx, run, limiter)
+            bundle = await phase["fetch"](ctx, run, keys)
         except Exception as exc:  # noqa: BLE001 - recorded as the run's failure
             run.fail("fetch", exc)
             return
@@ -311,20 +313,25 @@ async def _fetch_and_land(ctx: RunContext, phase: dict[str, Any], runs: list[Cla
     try:
         await asyncio.gather(*(one(run) for run in runs if run.active))
     finally:
-        await close_limiter(limiter)
+        await keys.aclose()
 
 
-def _limiter(ctx: RunContext) -> RateLimiter:
-    if ctx.shared_pacing:
-        token = ctx.api.token.get_secret_value()
+def _limiter_factory(ctx: RunContext) -> Callable[[ApiKey], RateLimiter] | None:
+    """Each key's limiter: shared through the warehouse when ctx.shared_pacing, else the
+    pool's default (in this process)."""
+    if not ctx.shared_pacing:
+        return None
+
+    def shared(key: ApiKey) -> RateLimiter:
         return SharedRateLimiter(
             ctx.db_url,
-            key_fingerprint(token),
+            key.fingerprint,
             ctx.requests_per_second,
             ctx.max_concurrency,
             pacing=ctx.pacing,
         )
-    return RateLimiter(ctx.requests_per_second, ctx.max_concurrency, pacing=ctx.pacing)
+
+    return shared
 
 
 async def _transform_check_publish(

@@ -20,12 +20,21 @@ class ApiSpec(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     base_url: str
+    #: The first key; ``tokens`` may hold the whole pool (``token`` is then one of them).
     token: SecretStr
+    tokens: tuple[SecretStr, ...] = ()
     #: raw.fetch_runs.source of what is landed.
     source: Literal["api", "simulator"] = "api"
     #: ``simulator``: fetch times come from the simulator's clock (GET /_sim/state),
     #: so simulated days land as such.
     clock: Literal["system", "simulator"] = "system"
+
+    def pool_tokens(self) -> list[str]:
+        """Every key's token in clear, ``token`` first unless ``tokens`` orders them."""
+        tokens = [t.get_secret_value() for t in self.tokens] or [self.token.get_secret_value()]
+        if self.token.get_secret_value() not in tokens:
+            tokens.insert(0, self.token.get_secret_value())
+        return tokens
 
 
 class PipelineOptions(BaseModel):

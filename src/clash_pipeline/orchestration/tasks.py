@@ -21,7 +21,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.runtime import task_run
 from prefect.utilities.annotations import NotSet
 
-from clash_pipeline.clash_api.ratelimit import RateLimiter
+from clash_pipeline.clash_api.keys import KeyPool
 from clash_pipeline.ingest.bundle import ClanBundle
 from clash_pipeline.ingest.land import LandResult
 from clash_pipeline.ingest.run import fetch_retriable, land_retriable
@@ -58,9 +58,9 @@ async def open_runs(ctx: RunContext, clan_tags: list[str], busy: dict[str, str])
     cache_policy=NO_CACHE,
     retry_condition_fn=_retry_when(fetch_retriable),
 )
-async def fetch(ctx: RunContext, run: ClanRun, limiter: RateLimiter) -> ClanBundle:
-    """Everything about one clan from the API, under the batch's shared rate limit."""
-    return await ingest_phase.fetch(ctx, run, limiter, attempt=_attempt())
+async def fetch(ctx: RunContext, run: ClanRun, keys: KeyPool) -> ClanBundle:
+    """Everything about one clan from the API, under the batch's shared key pool."""
+    return await ingest_phase.fetch(ctx, run, keys, attempt=_attempt())
 
 
 @task(

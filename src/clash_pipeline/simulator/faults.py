@@ -8,6 +8,7 @@ random draws consistent across the server's request threads.
 
 from __future__ import annotations
 
+import hashlib
 import random
 import threading
 import time
@@ -66,6 +67,8 @@ _TAG_SETS = (
     "departed_players",
     "merged_member_lists",
 )
+#: Fields that hold sets of API tokens (shown by fingerprint in to_dict).
+_TOKEN_SETS = ("accepted_tokens", "invalid_ip_tokens")
 _RATES = ("error_rate", "gateway_error_rate", "timeout_rate", "malformed_rate", "truncated_rate")
 
 
@@ -73,8 +76,14 @@ _RATES = ("error_rate", "gateway_error_rate", "timeout_rate", "malformed_rate", 
 class FaultConfig:
     """What the server does wrong. All rates are probabilities per request (0..1)."""
 
-    #: Token bucket (capacity max(1, rate), refilled at ``rate`` per second); None: no limit.
+    #: Token bucket per API token (capacity max(1, rate), refilled at ``rate`` per second), as
+    #: the real API limits each key on its own; None: no limit.
     rate_limit_per_second: float | None = None
+    #: Tokens accepted besides the server's own (a key pool); others get 403 accessDenied.
+    accepted_tokens: set[str] = field(default_factory=set)
+    #: Tokens answered 403 ``accessDenied.invalidIp``, as the real API answers a key created
+    #: for another IP address.
+    invalid_ip_tokens: set[str] = field(default_factory=set)
     #: Retry-After (seconds) sent with 429 and 503 answers.
     retry_after_seconds: float = 1.0
     #: Added to every API response (ms), plus a uniform random 0..jitter.
@@ -112,6 +121,8 @@ class FaultConfig:
         self._lock = threading.RLock()
         for name in _TAG_SETS:
             setattr(self, name, _tags(getattr(self, name)))
+        for name in _TOKEN_SETS:
+            setattr(self, name, _token_set(getattr(self, name)))
         self.script = [_scripted(item) for item in self.script]
         self._validate()
 
@@ -128,6 +139,8 @@ class FaultConfig:
                 for name, value in changes.items():
                     if name in _TAG_SETS:
                         value = _tags(value)
+                    elif name in _TOKEN_SETS:
+                        value = _token_set(value)
                     elif name == "script":
                         value = [_scripted(item) for item in value]
                     setattr(self, name, value)
@@ -204,12 +217,23 @@ class FaultConfig:
         with self._lock:
             return tag in self.private_warlog_clans
 
+    def token_answer(self, token: str, own_token: str) -> str | None:
+        """None when ``token`` is accepted, else the 403 reason it gets."""
+        with self._lock:
+            if token in self.invalid_ip_tokens:
+                return "accessDenied.invalidIp"
+            if token == own_token or token in self.accepted_tokens:
+                return None
+            return "accessDenied"
+
     def to_dict(self) -> dict[str, Any]:
         with self._lock:
             out: dict[str, Any] = {}
             for f in fields(self):
                 value = getattr(self, f.name)
-                if isinstance(value, set):
+                if f.name in _TOKEN_SETS:  # tokens are shown by their fingerprints only
+                    value = sorted(token_fingerprint(t) for t in value)
+                elif isinstance(value, set):
                     value = sorted(value)
                 elif f.name == "script":
                     value = [item.to_dict() for item in value]
@@ -247,6 +271,20 @@ def _tags(values: Any) -> set[str]:
         except InvalidTagError as exc:
             raise ValueError(str(exc)) from None
     return out
+
+
+def token_fingerprint(token: str) -> str:
+    """How the simulator names a token in its state and stats: ``sha256(token)[:12]``."""
+    return hashlib.sha256(token.encode()).hexdigest()[:12]
+
+
+def _token_set(values: Any) -> set[str]:
+    if isinstance(values, str):
+        values = [values]
+    tokens = {str(value).strip() for value in values or ()}
+    if "" in tokens:
+        raise ValueError("an API token must not be empty")
+    return tokens
 
 
 def _scripted(item: ScriptedFault | dict[str, Any]) -> ScriptedFault:

@@ -31,7 +31,13 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from clash_pipeline.simulator.clock import DEFAULT_START, SimClock
-from clash_pipeline.simulator.faults import FaultConfig, FaultDice, ScriptedFault, TokenBucket
+from clash_pipeline.simulator.faults import (
+    FaultConfig,
+    FaultDice,
+    ScriptedFault,
+    TokenBucket,
+    token_fingerprint,
+)
 from clash_pipeline.simulator.http_server import API_PREFIX, HttpServer, api_parts
 from clash_pipeline.simulator.responses import (
     ApiError,
@@ -50,6 +56,8 @@ from clash_pipeline.simulator.world import World
 
 #: The simulator's own default token: not a secret, it opens nothing but this fake API.
 DEFAULT_TOKEN = "sim-token"  # noqa: S105
+#: What the real API says to a key created for another IP address.
+INVALID_IP_MESSAGE = "Invalid authorization: API key does not allow access from IP 127.0.0.1"
 
 __all__ = [
     "API_PREFIX",
@@ -83,6 +91,8 @@ class SimulatedClashApi:
         missing_clans: Iterable[str] = (),
         faults: FaultConfig | None = None,
     ) -> None:
+        """``token`` is always accepted, and FaultConfig's ``accepted_tokens`` too (a key
+        pool); its ``invalid_ip_tokens`` get 403 ``accessDenied.invalidIp``."""
         self.seed = seed
         self.token = token
         self.host = host
@@ -94,7 +104,7 @@ class SimulatedClashApi:
         self.stats = ServerStats()
         self.world = World(seed)
         self._dice = FaultDice(seed)
-        self._bucket: TokenBucket | None = None
+        self._buckets: dict[str, TokenBucket] = {}  # per token, as the real API limits keys
         self._bucket_lock = threading.Lock()
         self._stopping = threading.Event()
         self._server: HttpServer | None = None
@@ -163,14 +173,29 @@ class SimulatedClashApi:
     # -- request handling -----------------------------------------------------------------------
     def handle_api(self, method: str, raw_path: str, headers: Any) -> Response | None:
         """One /v1 request from start to answer; None means: drop the connection."""
+        authorization = str(headers.get("Authorization", ""))
+        token = authorization[7:] if authorization.startswith("Bearer ") else None
+        response = self._answer(method, raw_path, token)
+        if token is not None and response is not None:
+            refused = response.status == 403 and self.faults.token_answer(token, self.token)
+            self.stats.record_key(token_fingerprint(token), response.status, rejected=bool(refused))
+        return response
+
+    def _answer(self, method: str, raw_path: str, token: str | None) -> Response | None:
         try:
             delay = self._latency()
             if delay:
                 self._sleep(delay)
-            if headers.get("Authorization", "") != f"Bearer {self.token}":
+            refused = (
+                self.faults.token_answer(token, self.token) if token is not None else "accessDenied"
+            )
+            if refused == "accessDenied.invalidIp":
+                raise ApiError(403, INVALID_IP_MESSAGE, reason=refused)
+            if refused:
                 raise ApiError(403, "Invalid authorization")
+            assert token is not None
             scripted = self.faults.take_scripted(raw_path, unquote(raw_path))
-            response = self._fault_answer(scripted)
+            response = self._fault_answer(scripted, token)
             if response is not None:
                 return response
             if method != "GET":
@@ -192,7 +217,7 @@ class SimulatedClashApi:
         if stopping:
             raise _HangUp
 
-    def _fault_answer(self, scripted: ScriptedFault | None) -> Response | None:
+    def _fault_answer(self, scripted: ScriptedFault | None, token: str) -> Response | None:
         """The answer of a fault that replaces the data, or None when the request goes on."""
         if scripted is not None:
             self.stats.record_fault(f"scripted_{scripted.kind}")
@@ -201,15 +226,15 @@ class SimulatedClashApi:
                 return response
             if scripted.kind == "hang":
                 self._sleep(self.faults.hang_seconds)
-        return self._random_fault()
+        return self._random_fault(token)
 
-    def _random_fault(self) -> Response | None:
+    def _random_fault(self, token: str) -> Response | None:
         """Maintenance, the rate limit and the random failures of FaultConfig, in order."""
         faults = self.faults
         if faults.maintenance:
             self.stats.record_fault("maintenance")
             return with_retry_after(error(503), faults.retry_after_seconds)
-        if self._throttle():
+        if self._throttle(token):
             self.stats.record_fault("rate_limit")
             return with_retry_after(error(429), faults.retry_after_seconds)
         if self._dice.chance(faults.timeout_rate):
@@ -223,15 +248,17 @@ class SimulatedClashApi:
             return html_error(self._dice.choice((502, 504)))
         return None
 
-    def _throttle(self) -> bool:
+    def _throttle(self, token: str) -> bool:
+        """Whether this token is over ``rate_limit_per_second`` (each token has its bucket)."""
         rate = self.faults.rate_limit_per_second
         with self._bucket_lock:
             if rate is None:
-                self._bucket = None
+                self._buckets.clear()
                 return False
-            if self._bucket is None or self._bucket.rate != rate:
-                self._bucket = TokenBucket(rate)
-            return not self._bucket.try_take()
+            bucket = self._buckets.get(token)
+            if bucket is None or bucket.rate != rate:
+                bucket = self._buckets[token] = TokenBucket(rate)
+        return not bucket.try_take()
 
     def _scripted(self, fault: ScriptedFault) -> Response | None:
         """The answer of a scripted fault, or None when the request goes on (hang/corrupt)."""

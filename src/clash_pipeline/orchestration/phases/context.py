@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterable
 from pathlib import Path
@@ -18,6 +19,8 @@ from clash_pipeline.versions import schema_version
 
 #: Name of the Prefect Secret block holding the API token when COC_API_TOKEN is unset.
 TOKEN_SECRET_BLOCK = "coc-api-token"  # noqa: S105 - a block name, not a secret
+#: Name of the Prefect Secret block holding a pool of API tokens (a list).
+TOKENS_SECRET_BLOCK = "coc-api-tokens"  # noqa: S105 - a block name, not a secret
 
 
 def resolve_context(
@@ -65,35 +68,74 @@ def resolve_context(
 
 
 def api_from_settings(settings: Settings) -> ApiSpec:
-    """The real API: the token from COC_API_TOKEN, else from the Prefect Secret block."""
-    token = settings.api_token() or _token_from_secret_block()
-    if not token:
+    """The real API: the keys of COC_API_TOKENS / COC_API_TOKEN, else of the Prefect Secret
+    blocks ``coc-api-tokens`` (a list) and ``coc-api-token`` (one token)."""
+    tokens = settings.api_tokens() or _tokens_from_secret_blocks()
+    if not tokens:
         raise ConfigError(
             "COC_API_TOKEN is not set",
-            hint="set COC_API_TOKEN (environment or .env), or store the token in a Prefect "
-            f"Secret block named {TOKEN_SECRET_BLOCK!r}, or use --simulate",
+            hint="set COC_API_TOKEN or COC_API_TOKENS (environment or .env), or store the keys "
+            f"in a Prefect Secret block named {TOKENS_SECRET_BLOCK!r} (a list) or "
+            f"{TOKEN_SECRET_BLOCK!r}, or use --simulate",
         )
-    return ApiSpec(base_url=settings.coc_api_base_url, token=SecretStr(token), source="api")
+    return ApiSpec(
+        base_url=settings.coc_api_base_url,
+        token=SecretStr(tokens[0]),
+        tokens=tuple(SecretStr(t) for t in tokens),
+        source="api",
+    )
 
 
-def _token_from_secret_block() -> str | None:
+def _tokens_from_secret_blocks() -> list[str]:
+    """The pool of ``coc-api-tokens`` then the token of ``coc-api-token``, deduplicated."""
+    tokens = [*_secret_block_tokens(TOKENS_SECRET_BLOCK), *_secret_block_tokens(TOKEN_SECRET_BLOCK)]
+    return list(dict.fromkeys(tokens))
+
+
+def _secret_block_tokens(name: str) -> list[str]:
+    """A Secret block's tokens: a JSON list, or a string (comma-separated); [] if none."""
     try:
         from prefect.blocks.system import Secret
 
-        block = Secret.load(TOKEN_SECRET_BLOCK)  # sync: resolve_context runs in a thread
+        block = Secret.load(name)  # sync: resolve_context runs in a thread
         if not isinstance(block, Secret):
-            return None
+            return []
         value = block.get()
     except Exception:  # noqa: BLE001 - no server, no block, or no access: no token
-        return None
+        return []
+    return parse_secret_tokens(value, name)
+
+
+def parse_secret_tokens(value: object, name: str) -> list[str]:
+    """The tokens of a Secret block's value (a list, or a comma-separated string), checked;
+    a bad one is named by its position in the block, never by its value."""
+    if isinstance(value, str):
+        stripped = value.strip()
+        if stripped.startswith("["):
+            try:
+                value = json.loads(stripped)
+            except ValueError:
+                raise _bad_block(name, "it is not a JSON list of tokens") from None
+        else:
+            value = stripped.split(",")
     if not value:
-        return None
-    token = str(value).strip()
-    problem = token_problem(token)
-    if problem:
-        raise ConfigError(
-            f"the token in the Prefect Secret block {TOKEN_SECRET_BLOCK!r} is invalid: "
-            f"it contains {problem}",
-            hint="save the token again as one word of printable ASCII, or set COC_API_TOKEN",
-        )
-    return token
+        return []
+    if not isinstance(value, list) or not all(isinstance(t, str) for t in value):
+        raise _bad_block(name, "it must hold a token, or a list of tokens")
+    tokens: list[str] = []
+    for position, raw in enumerate(value, start=1):
+        token = raw.strip()
+        problem = token_problem(token)
+        if problem:
+            raise _bad_block(name, f"key {position} contains {problem}")
+        if token and token not in tokens:
+            tokens.append(token)
+    return tokens
+
+
+def _bad_block(name: str, problem: str) -> ConfigError:
+    return ConfigError(
+        f"the Prefect Secret block {name!r} is invalid: {problem}",
+        hint="save the keys again as a JSON list of tokens (each one word of printable ASCII), "
+        "or set COC_API_TOKENS",
+    )

@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 import httpx
 
 from clash_pipeline.clash_api.client import ClashClient, RetryPolicy
-from clash_pipeline.clash_api.ratelimit import RateLimiter
+from clash_pipeline.clash_api.keys import KeyPool, LimiterFactory
 from clash_pipeline.ingest import run as clan_run
 from clash_pipeline.ingest.bundle import ClanBundle
 from clash_pipeline.ingest.land import LandResult
@@ -26,12 +26,21 @@ from clash_pipeline.orchestration.phases.common import log
 from clash_pipeline.warehouse.runs import utc_now
 
 
-async def fetch(
-    ctx: RunContext, run: ClanRun, limiter: RateLimiter, *, attempt: int = 1
-) -> ClanBundle:
-    """Everything about one clan from the API (one HTTP client, the batch's rate limiter)."""
+def key_pool(ctx: RunContext, limiter_factory: LimiterFactory | None = None) -> KeyPool:
+    """The batch's keys, each paced at the run's rate (one pool shared by every clan)."""
+    return KeyPool(
+        ctx.api.pool_tokens(),
+        limiter_factory=limiter_factory,
+        requests_per_second=ctx.requests_per_second,
+        max_concurrency=ctx.max_concurrency,
+        pacing=ctx.pacing,
+    )
+
+
+async def fetch(ctx: RunContext, run: ClanRun, keys: KeyPool, *, attempt: int = 1) -> ClanBundle:
+    """Everything about one clan from the API (one HTTP client, the batch's key pool)."""
     return await clan_run.fetch_clan(
-        lambda: _api_client(ctx, limiter),
+        lambda: _api_client(ctx, keys),
         ctx.db_url,
         ctx.recorder(run),
         attempt=attempt,
@@ -41,11 +50,10 @@ async def fetch(
 
 
 @asynccontextmanager
-async def _api_client(ctx: RunContext, limiter: RateLimiter) -> AsyncIterator[ClashClient]:
+async def _api_client(ctx: RunContext, keys: KeyPool) -> AsyncIterator[ClashClient]:
     client = ClashClient(
         base_url=ctx.api.base_url,
-        token=ctx.api.token.get_secret_value(),
-        limiter=limiter,
+        keys=keys,
         timeout=ctx.request_timeout,
         retry=RetryPolicy(max_retries=ctx.request_retries),
         clock=await _api_clock(ctx.api),
