@@ -30,8 +30,20 @@ def fetch(
         bool, typer.Option(help="Fetch from an in-process simulated API instead.")
     ] = False,
     seed: Annotated[int, typer.Option(help="Simulator seed (with --simulate).")] = 0,
+    full: Annotated[
+        bool,
+        typer.Option(
+            "--full",
+            help="Fetch everything: every member's profile and every war endpoint, "
+            "not only what changed since the last run.",
+        ),
+    ] = False,
 ) -> None:
-    """Fetch clans from the Clash API and land every response in raw (one run per clan)."""
+    """Fetch clans from the Clash API and land the responses in raw (one run per clan).
+
+    Requests are planned from what changed since the clan's last run (README
+    "Change-driven polling"); --full fetches everything.
+    """
     settings = load_settings()
     tags = common.clan_tags(settings, clan)
     if not simulate and not settings.api_token():
@@ -47,11 +59,18 @@ def fetch(
         token = secrets.token_urlsafe(24)
         with SimulatedClashApi(seed=seed, token=token, frozen_clock=False) as sim:
             outcomes = _fetch_clans(
-                settings, url, tags, sim.base_url, token, "simulator", sim.clock.now
+                settings, url, tags, sim.base_url, token, "simulator", sim.clock.now, full=full
             )
     else:
         outcomes = _fetch_clans(
-            settings, url, tags, settings.coc_api_base_url, settings.api_token() or "", "api", None
+            settings,
+            url,
+            tags,
+            settings.coc_api_base_url,
+            settings.api_token() or "",
+            "api",
+            None,
+            full=full,
         )
     _print_outcomes(outcomes)
     if any(o.status not in ("succeeded", "partial") for o in outcomes):
@@ -66,17 +85,28 @@ def _fetch_clans(
     token: str,
     source: str,
     clock: Callable[[], datetime] | None,
+    *,
+    full: bool,
 ) -> list[FetchOutcome]:
     from clash_pipeline.ingest.fetch import ApiTarget, fetch_clans
     from clash_pipeline.warehouse.runs import utc_now
 
     target = ApiTarget(base_url=base_url, token=token, source=source, clock=clock or utc_now)
-    return asyncio.run(fetch_clans(settings, url, tags, target))
+    return asyncio.run(fetch_clans(settings, url, tags, target, full=full))
 
 
 def _print_outcomes(outcomes: list[FetchOutcome]) -> None:
     table = Table(title="fetch runs")
-    for col in ("clan", "status", "requests", "failed", "new payloads", "stored", "received"):
+    for col in (
+        "clan",
+        "status",
+        "requests",
+        "skipped",
+        "failed",
+        "new payloads",
+        "stored",
+        "received",
+    ):
         table.add_column(col)
     for o in outcomes:
         land = o.land
@@ -84,12 +114,19 @@ def _print_outcomes(outcomes: list[FetchOutcome]) -> None:
             o.clan_tag,
             o.status,
             str(land.requests) if land else "-",
+            str(land.skipped_requests) if land else "-",
             str(land.failed_requests) if land else "-",
             str(land.payloads_new) if land else "-",
             human_bytes(land.bytes_new) if land else "-",
             human_bytes(land.bytes_received) if land else "-",
         )
     out.print(table)
+    from clash_pipeline.ingest.plan import skipped_message
+
+    for o in outcomes:
+        skipped = skipped_message(o.skipped, o.land.requests) if o.land else None
+        if skipped:
+            out.print(f"{o.clan_tag}: {skipped}", highlight=False)
     for o in outcomes:
         _print_problems(o)
 

@@ -28,7 +28,7 @@ ON_BUSY = ("wait", "skip")
 OnBusy = Literal["wait", "skip"]
 
 
-def run(
+def run(  # noqa: PLR0913, PLR0917 - a typer command: one parameter per option
     clan: Annotated[
         list[str] | None, typer.Option("--clan", "-c", help="Clan tag (repeatable).")
     ] = None,
@@ -47,12 +47,23 @@ def run(
         bool,
         typer.Option("--tests/--no-tests", help="Also run dbt's data tests of the marts."),
     ] = False,
+    full: Annotated[
+        bool,
+        typer.Option(
+            "--full",
+            help="Fetch everything: every member's profile and every war endpoint, "
+            "not only what changed since the last run.",
+        ),
+    ] = False,
     verbose: Annotated[
         bool, typer.Option("--verbose", "-v", help="Show Prefect's and dbt's own log lines.")
     ] = False,
     dbt_project: Annotated[Path | None, typer.Option(hidden=True)] = None,
 ) -> None:
     """One pipeline run: fetch and land each clan, build the marts (dbt, once), check.
+
+    Requests are planned from what changed since each clan's last run (README
+    "Change-driven polling"); --full fetches everything.
 
     Every clan is one run in ops.ingest_runs with a checkpoint per phase in
     ops.ingest_logs. A failed phase leaves the marts as they were; the next run
@@ -75,6 +86,7 @@ def run(
         on_busy=cast(OnBusy, on_busy),
         lock_timeout_seconds=lock_timeout,
         transform_mode="build" if tests else "run",
+        full=full,
         dbt_verbose=verbose,
         dbt_project_dir=str(dbt_project) if dbt_project else None,
     )
@@ -124,7 +136,8 @@ def _print_report(report: IngestReport) -> None:
     table.add_column("clan", no_wrap=True)
     table.add_column("status", no_wrap=True)
     table.add_column("requests", justify="right")
-    table.add_column("members (changed)", justify="right")
+    table.add_column("skipped", justify="right")
+    table.add_column("profiles (members changed)", justify="right")
     table.add_column("fetch / land / dbt / check", justify="right")
     for clan_run in report.runs:
         table.add_row(*_run_row(clan_run))
@@ -134,6 +147,12 @@ def _print_report(report: IngestReport) -> None:
             f"dbt: {report.build.scope} build in {report.build.seconds:.1f} s "
             f"({', '.join(f'{n} {s}' for s, n in sorted(report.build.nodes.items()))})"
         )
+    from clash_pipeline.ingest.plan import skipped_message
+
+    for clan_run in report.runs:
+        skipped = skipped_message(clan_run.skipped, clan_run.requests)
+        if skipped and clan_run.landed:
+            out.print(f"{clan_run.clan_tag}: {skipped}", highlight=False)
     for clan_run in report.runs:
         _print_run_problem(clan_run)
     if report.failed or report.skipped:
@@ -147,7 +166,7 @@ def _print_report(report: IngestReport) -> None:
         )
 
 
-def _run_row(clan_run: ClanRun) -> tuple[str, str, str, str, str]:
+def _run_row(clan_run: ClanRun) -> tuple[str, str, str, str, str, str]:
     style = {"failed": "red", "skipped": "yellow", "partial": "yellow", "held": "yellow"}.get(
         clan_run.status
     )
@@ -161,6 +180,7 @@ def _run_row(clan_run: ClanRun) -> tuple[str, str, str, str, str]:
         clan_run.clan_tag,
         f"[{style}]{clan_run.status}[/{style}]" if style else clan_run.status,
         f"{clan_run.requests}{failed}",
+        str(sum(clan_run.skipped.values())),
         f"{clan_run.members}{changed}",
         f"{seconds} s",
     )

@@ -23,6 +23,7 @@ from clash_pipeline.clash_api.client import ClashClient, RetryPolicy, limiter_fr
 from clash_pipeline.clash_api.ratelimit import RateLimiter
 from clash_pipeline.errors import ClashPipelineError
 from clash_pipeline.ingest.land import LandResult
+from clash_pipeline.ingest.plan import PlanPolicy
 from clash_pipeline.ingest.run import failed_requests, fetch_clan, land_clan, no_snapshot_error
 from clash_pipeline.settings import Settings
 from clash_pipeline.versions import schema_version
@@ -53,6 +54,8 @@ class FetchOutcome:
     members: int = 0
     dropped_requests: int = 0
     dropped_players: int = 0
+    #: Requests the planner skipped, by endpoint (clash_pipeline.ingest.plan).
+    skipped: dict[str, int] = field(default_factory=dict)
 
 
 def build_client(settings: Settings, target: ApiTarget, limiter: RateLimiter) -> ClashClient:
@@ -74,6 +77,8 @@ async def _fetch_one(
     *,
     trigger: str,
     version: str,
+    full: bool,
+    policy: PlanPolicy,
 ) -> FetchOutcome:
     """One clan's run: open it, fetch, land, close it with its counters or its error."""
     recorder = RunRecorder(
@@ -82,7 +87,9 @@ async def _fetch_one(
     await asyncio.to_thread(recorder.start)
     outcome = FetchOutcome(clan_tag=clan_tag, run_id=recorder.run_id, status="running")
     try:
-        bundle = await fetch_clan(lambda: nullcontext(client), db_url, recorder)
+        bundle = await fetch_clan(
+            lambda: nullcontext(client), db_url, recorder, full=full, policy=policy
+        )
     except ClashPipelineError as exc:
         return await _failed(outcome, recorder, exc, snapshot_at=None)
     except BaseException as exc:
@@ -92,6 +99,7 @@ async def _fetch_one(
     outcome.members = bundle.members
     outcome.dropped_requests = len(bundle.dropped)
     outcome.dropped_players = bundle.dropped_players
+    outcome.skipped = dict(bundle.skipped)
     try:
         result = await asyncio.to_thread(land_clan, db_url, recorder, bundle, source=target.source)
     except (psycopg.Error, ClashPipelineError) as exc:
@@ -168,8 +176,14 @@ async def fetch_clans(
     *,
     trigger: str = "cli",
     limiter: RateLimiter | None = None,
+    full: bool = False,
 ) -> list[FetchOutcome]:
-    """Fetch and land every clan concurrently under one shared rate limit."""
+    """Fetch and land every clan concurrently under one shared rate limit.
+
+    Each clan's requests are planned from what changed since its previous runs
+    (:mod:`clash_pipeline.ingest.plan`); ``full`` fetches everything.
+    """
+    policy = PlanPolicy.from_settings(settings)
     limiter = limiter or limiter_from_settings(settings)
     version = schema_version()
     await asyncio.to_thread(close_abandoned_runs, db_url)  # runs of processes that died
@@ -177,7 +191,16 @@ async def fetch_clans(
         try:
             async with build_client(settings, target, limiter) as client:
                 runs = (
-                    _fetch_one(client, db_url, tag, target, trigger=trigger, version=version)
+                    _fetch_one(
+                        client,
+                        db_url,
+                        tag,
+                        target,
+                        trigger=trigger,
+                        version=version,
+                        full=full,
+                        policy=policy,
+                    )
                     for tag in clan_tags
                 )
                 return list(await asyncio.gather(*runs))
