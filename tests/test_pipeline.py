@@ -596,6 +596,7 @@ def test_prefect_yaml_deployments_parse_and_register(prefect_harness):
     assert [s.schedule.timezone for s in ingest.schedules] == ["UTC"]
     assert [s.schedule.cron for s in monitor.schedules] == ["*/30 * * * *"]
     assert monitor.parameters == {}  # freshness hours from CLASH_MONITOR_FRESHNESS_HOURS
+    assert ingest.parameters == {"full": False}  # change-driven unless told
 
     from clash_pipeline.errors import ConfigError
 

@@ -321,7 +321,10 @@ def _print_demo_summary(
     from clash_pipeline.ingest.plan import skipped_message
 
     message = skipped_message(skipped, sum(r.requests for r in runs))
-    out.print(f'{message} (README "Change-driven polling")' if message else _NOTHING_SKIPPED)
+    out.print(
+        f'{message} (README "Change-driven polling")' if message else _NOTHING_SKIPPED,
+        highlight=False,
+    )
     _print_next_steps(url)
 
 

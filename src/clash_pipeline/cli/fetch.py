@@ -97,16 +97,7 @@ def _fetch_clans(
 
 def _print_outcomes(outcomes: list[FetchOutcome]) -> None:
     table = Table(title="fetch runs")
-    for col in (
-        "clan",
-        "status",
-        "requests",
-        "skipped",
-        "failed",
-        "new payloads",
-        "stored",
-        "received",
-    ):
+    for col in ("clan", "status", "requests", "failed", "new payloads", "stored", "received"):
         table.add_column(col)
     for o in outcomes:
         land = o.land
@@ -114,7 +105,6 @@ def _print_outcomes(outcomes: list[FetchOutcome]) -> None:
             o.clan_tag,
             o.status,
             str(land.requests) if land else "-",
-            str(land.skipped_requests) if land else "-",
             str(land.failed_requests) if land else "-",
             str(land.payloads_new) if land else "-",
             human_bytes(land.bytes_new) if land else "-",
@@ -126,7 +116,7 @@ def _print_outcomes(outcomes: list[FetchOutcome]) -> None:
     for o in outcomes:
         skipped = skipped_message(o.skipped, o.land.requests) if o.land else None
         if skipped:
-            out.print(f"{o.clan_tag}: {skipped}", highlight=False)
+            out.print(f"{o.clan_tag}: {skipped}", highlight=False, soft_wrap=True)
     for o in outcomes:
         _print_problems(o)
 

@@ -136,8 +136,7 @@ def _print_report(report: IngestReport) -> None:
     table.add_column("clan", no_wrap=True)
     table.add_column("status", no_wrap=True)
     table.add_column("requests", justify="right")
-    table.add_column("skipped", justify="right")
-    table.add_column("profiles (members changed)", justify="right")
+    table.add_column("profiles (changed)", justify="right")
     table.add_column("fetch / land / dbt / check", justify="right")
     for clan_run in report.runs:
         table.add_row(*_run_row(clan_run))
@@ -152,7 +151,7 @@ def _print_report(report: IngestReport) -> None:
     for clan_run in report.runs:
         skipped = skipped_message(clan_run.skipped, clan_run.requests)
         if skipped and clan_run.landed:
-            out.print(f"{clan_run.clan_tag}: {skipped}", highlight=False)
+            out.print(f"{clan_run.clan_tag}: {skipped}", highlight=False, soft_wrap=True)
     for clan_run in report.runs:
         _print_run_problem(clan_run)
     if report.failed or report.skipped:
@@ -166,7 +165,7 @@ def _print_report(report: IngestReport) -> None:
         )
 
 
-def _run_row(clan_run: ClanRun) -> tuple[str, str, str, str, str, str]:
+def _run_row(clan_run: ClanRun) -> tuple[str, str, str, str, str]:
     style = {"failed": "red", "skipped": "yellow", "partial": "yellow", "held": "yellow"}.get(
         clan_run.status
     )
@@ -180,7 +179,6 @@ def _run_row(clan_run: ClanRun) -> tuple[str, str, str, str, str, str]:
         clan_run.clan_tag,
         f"[{style}]{clan_run.status}[/{style}]" if style else clan_run.status,
         f"{clan_run.requests}{failed}",
-        str(sum(clan_run.skipped.values())),
         f"{clan_run.members}{changed}",
         f"{seconds} s",
     )

@@ -347,6 +347,10 @@ def _hours(delta: timedelta) -> str:
 
 # ----------------------------------------------------------------------------- the state
 
+#: How far after now a row still counts as previous: the clocks of workers on several machines
+#: (and two simulator processes started at the same simulated time) disagree a little.
+CLOCK_SKEW = timedelta(minutes=5)
+
 #: A fetch-log row whose body the marts use.
 _USABLE = "f.payload_hash is not null and f.quarantine_reason is null"
 #: A fetch-log row that is an answer: a usable body, or 400/403/404.
@@ -441,8 +445,10 @@ ENDED_CWL_WARS_QUERY: LiteralString = f"""
 def read_previous_state(
     conn: psycopg.Connection[Any], clan_tag: str, now: datetime, member_tags: list[str]
 ) -> PreviousState | None:
-    """The clan's state in raw before ``now``; None when raw has no usable clan body yet."""
-    params: dict[str, Any] = {"clan": clan_tag, "now": now}
+    """The clan's state in raw before ``now`` (give or take :data:`CLOCK_SKEW`: rows of a
+    later time, e.g. a backfill of newer files, are not "previous"); None when raw has no
+    usable clan body yet (the clan's first run)."""
+    params: dict[str, Any] = {"clan": clan_tag, "now": now + CLOCK_SKEW}
     row = conn.execute(CLAN_QUERY, params).fetchone()
     if row is None:
         return None
