@@ -30,14 +30,7 @@ def fetch(
         bool, typer.Option(help="Fetch from an in-process simulated API instead.")
     ] = False,
     seed: Annotated[int, typer.Option(help="Simulator seed (with --simulate).")] = 0,
-    full: Annotated[
-        bool,
-        typer.Option(
-            "--full",
-            help="Fetch everything: every member's profile and every war endpoint, "
-            "not only what changed since the last run.",
-        ),
-    ] = False,
+    full: common.FullOption = False,
 ) -> None:
     """Fetch clans from the Clash API and land the responses in raw (one run per clan).
 

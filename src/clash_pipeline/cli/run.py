@@ -47,14 +47,7 @@ def run(  # noqa: PLR0913, PLR0917 - a typer command: one parameter per option
         bool,
         typer.Option("--tests/--no-tests", help="Also run dbt's data tests of the marts."),
     ] = False,
-    full: Annotated[
-        bool,
-        typer.Option(
-            "--full",
-            help="Fetch everything: every member's profile and every war endpoint, "
-            "not only what changed since the last run.",
-        ),
-    ] = False,
+    full: common.FullOption = False,
     verbose: Annotated[
         bool, typer.Option("--verbose", "-v", help="Show Prefect's and dbt's own log lines.")
     ] = False,
@@ -62,12 +55,11 @@ def run(  # noqa: PLR0913, PLR0917 - a typer command: one parameter per option
 ) -> None:
     """One pipeline run: fetch and land each clan, build the marts (dbt, once), check.
 
-    Requests are planned from what changed since each clan's last run (README
-    "Change-driven polling"); --full fetches everything.
-
-    Every clan is one run in ops.ingest_runs with a checkpoint per phase in
-    ops.ingest_logs. A failed phase leaves the marts as they were; the next run
-    catches up. Exits 1 when a clan's run failed.
+    Requests are planned from what changed since each clan's last run, --full
+    fetches everything (README "Change-driven polling"). Every clan is one run in
+    ops.ingest_runs with a checkpoint per phase in ops.ingest_logs. A failed phase
+    leaves the marts as they were; the next run catches up. Exits 1 when a clan's
+    run failed.
     """
     from clash_pipeline.orchestration.options import PipelineOptions
 

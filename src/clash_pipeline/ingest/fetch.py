@@ -22,6 +22,7 @@ from clash_pipeline import shutdown
 from clash_pipeline.clash_api.client import ClashClient, RetryPolicy, limiter_from_settings
 from clash_pipeline.clash_api.ratelimit import RateLimiter
 from clash_pipeline.errors import ClashPipelineError
+from clash_pipeline.ingest.bundle import ClanBundle
 from clash_pipeline.ingest.land import LandResult
 from clash_pipeline.ingest.plan import PlanPolicy
 from clash_pipeline.ingest.run import failed_requests, fetch_clan, land_clan, no_snapshot_error
@@ -56,6 +57,13 @@ class FetchOutcome:
     dropped_players: int = 0
     #: Requests the planner skipped, by endpoint (clash_pipeline.ingest.plan).
     skipped: dict[str, int] = field(default_factory=dict)
+
+    def note_fetched(self, bundle: ClanBundle) -> None:
+        self.failed_requests = failed_requests(bundle)
+        self.members = bundle.members
+        self.dropped_requests = len(bundle.dropped)
+        self.dropped_players = bundle.dropped_players
+        self.skipped = dict(bundle.skipped)
 
 
 def build_client(settings: Settings, target: ApiTarget, limiter: RateLimiter) -> ClashClient:
@@ -95,11 +103,7 @@ async def _fetch_one(
     except BaseException as exc:
         _stopped(recorder, exc, "fetch")
         raise
-    outcome.failed_requests = failed_requests(bundle)
-    outcome.members = bundle.members
-    outcome.dropped_requests = len(bundle.dropped)
-    outcome.dropped_players = bundle.dropped_players
-    outcome.skipped = dict(bundle.skipped)
+    outcome.note_fetched(bundle)
     try:
         result = await asyncio.to_thread(land_clan, db_url, recorder, bundle, source=target.source)
     except (psycopg.Error, ClashPipelineError) as exc:
