@@ -23,12 +23,14 @@ def _settings(tmp_path):
     return load_settings(clash_pipeline_home=tmp_path, coc_max_retries=1, coc_timeout_seconds=3)
 
 
-def _fetch(settings, db_url, sim, tags=(CLAN,)):
+def _fetch(settings, db_url, sim, tags=(CLAN,), *, full=False):
     target = ApiTarget(
         base_url=sim.base_url, token=sim_token(sim), source="simulator", clock=sim.clock.now
     )
     limiter = RateLimiter(requests_per_second=1000, max_concurrency=16)
-    return asyncio.run(fetch_clans(settings, db_url, list(tags), target, limiter=limiter))
+    return asyncio.run(
+        fetch_clans(settings, db_url, list(tags), target, limiter=limiter, full=full)
+    )
 
 
 def sim_token(sim) -> str:
@@ -96,7 +98,8 @@ def test_unchanged_refetch_stores_no_new_payload(tmp_path, migrated_db_url, sim_
     settings = _settings(tmp_path)
     [first] = _fetch(settings, migrated_db_url, sim_api)
     payloads_after_first = _count(migrated_db_url, "select count(*) from raw.payloads")
-    [second] = _fetch(settings, migrated_db_url, sim_api)  # frozen clock: same data
+    # frozen clock: same data; full, or the planner would not ask for the unchanged members
+    [second] = _fetch(settings, migrated_db_url, sim_api, full=True)
 
     assert first.land.payloads_new == payloads_after_first
     assert first.land.bytes_new > 0
@@ -238,15 +241,43 @@ def test_cli_fetch_writes_the_flows_checkpoint_rows(tmp_path, migrated_db_url, s
         ).fetchall()
     [fetch, land] = rows
     assert fetch[:4] == ("fetch", "succeeded", 1, CLAN)
-    assert fetch[4] == {
+    details = fetch[4]
+    assert {k: details.pop(k) for k in ("planned", "reasons")} == {
+        "planned": {
+            "clan": 1,
+            "clan_members": 1,
+            "player": outcome.members,
+            "warlog": 1,
+            "currentwar": 1,
+            "leaguegroup": 1,
+            "capitalraidseasons": 1,
+            **({"cwl_war": n} if (n := _cwl_wars(migrated_db_url, outcome.run_id)) else {}),
+        },
+        "reasons": dict.fromkeys(
+            ("warlog", "currentwar", "leaguegroup", "capitalraidseasons"), "first"
+        ),
+    }
+    assert details == {
         "failed_requests": 0,
         "failed_players": 0,
         "dropped_requests": 0,
         "dropped_players": 0,
         "members": outcome.members,
+        "plan": "first",  # the clan's first run: everything
+        "skipped": {},
+        "skipped_requests": 0,
+        "profiles": {"first": outcome.members},
     }
     assert land[:4] == ("land", "succeeded", 1, CLAN)
     assert land[4]["bytes_new"] == outcome.land.bytes_new
+
+
+def _cwl_wars(db_url, run_id):
+    return _count(
+        db_url,
+        "select count(*) from raw.fetch_log where run_id = %s and endpoint = 'cwl_war'",
+        run_id,
+    )
 
 
 def test_phase_attempt_records_retrying_then_failed_and_raises(migrated_db_url):

@@ -168,6 +168,32 @@ def test_good_run_writes_a_checkpoint_per_phase_and_step_and_is_differential(
     assert mart_checksums(warehouse) == before
 
 
+def test_a_change_driven_flow_run_skips_unchanged_members_and_says_so(
+    warehouse, sim, pipeline_project
+):
+    """The flow's fetch plans from raw (options.full false): identical data, no profile."""
+    sim.clock.advance(timedelta(seconds=1))
+    report = run_pipeline(sim, pipeline_options(pipeline_project, full=False))
+
+    [run] = report.runs
+    assert run.status == "succeeded", run.error
+    roster = _one(
+        warehouse,
+        "select jsonb_array_length(p.body -> 'memberList') from raw.fetch_log as f"
+        " join raw.payloads as p using (payload_hash) where f.run_id = %s and endpoint = 'clan'",
+        run.run_id,
+    )
+    assert run.members == 0 and run.skipped["player"] == roster
+    [(details, skipped)] = _rows(
+        warehouse,
+        "select l.details, r.skipped_requests from ops.ingest_logs as l"
+        " join raw.fetch_runs as r using (run_id) where l.run_id = %s and l.phase = 'fetch'",
+        run.run_id,
+    )
+    assert details["plan"] == "changes" and details["skipped"] == run.skipped
+    assert skipped == sum(run.skipped.values()) > roster
+
+
 def test_one_changed_member_is_the_only_row_rewritten(warehouse, sim, pipeline_project):
     [member] = _rows(
         warehouse,
@@ -596,6 +622,7 @@ def test_prefect_yaml_deployments_parse_and_register(prefect_harness):
     assert [s.schedule.timezone for s in ingest.schedules] == ["UTC"]
     assert [s.schedule.cron for s in monitor.schedules] == ["*/30 * * * *"]
     assert monitor.parameters == {}  # freshness hours from CLASH_MONITOR_FRESHNESS_HOURS
+    assert ingest.parameters == {"full": False}  # change-driven unless told
 
     from clash_pipeline.errors import ConfigError
 

@@ -34,6 +34,8 @@ _ENV_NAMES = {
     "coc_rate_recovery": "COC_RATE_RECOVERY",
     "coc_min_requests_per_second": "COC_MIN_REQUESTS_PER_SECOND",
     "coc_shared_pacing": "COC_SHARED_PACING",
+    "coc_profile_max_age_hours": "COC_PROFILE_MAX_AGE_HOURS",
+    "coc_war_check_hours": "COC_WAR_CHECK_HOURS",
     "database_url": "DATABASE_URL",
     "ingest_database_url": "INGEST_DATABASE_URL",
     "transform_database_url": "TRANSFORM_DATABASE_URL",
@@ -89,6 +91,11 @@ class Settings(BaseSettings):
     # Pacing shared by every process through PostgreSQL (clash_api.shared_pacing; README
     # "Deploy"): on, the requests of all processes using a key start on one grid at its rate.
     coc_shared_pacing: Literal["on", "off"] = Field(default="on")
+    # Change-driven polling (clash_pipeline.ingest.plan; README "Change-driven polling"): an
+    # unchanged member's profile is fetched again once it is this old; a clan not at war has
+    # its current war checked this often (below a regular war's 23 h preparation day).
+    coc_profile_max_age_hours: float = Field(default=24.0, gt=0, le=24 * 30)
+    coc_war_check_hours: float = Field(default=6.0, gt=0, lt=23)
     database_url: str | None = Field(
         default=None, description="PostgreSQL URL; unset means the embedded PostgreSQL."
     )

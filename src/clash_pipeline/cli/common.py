@@ -13,7 +13,9 @@ import sys
 from collections.abc import Coroutine
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Annotated, Any, cast
+
+import typer
 
 from clash_pipeline import shutdown
 from clash_pipeline.clash_api.tags import normalize_tag
@@ -29,12 +31,24 @@ if TYPE_CHECKING:
     from clash_pipeline.warehouse.access import DatabaseAccess
 
 __all__ = [
+    "FullOption",
     "clan_tags",
     "parse_time",
     "prepare_access",
     "prepare_database",
     "run_ingest_flow",
     "use_prefect",
+]
+
+
+#: ``--full`` of ``run`` and ``fetch``: no change-driven planning (README "Change-driven polling").
+FullOption = Annotated[
+    bool,
+    typer.Option(
+        "--full",
+        help="Fetch everything: every member's profile and every war endpoint, "
+        "not only what changed since the last run.",
+    ),
 ]
 
 

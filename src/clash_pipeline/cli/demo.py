@@ -10,6 +10,7 @@ import os
 import secrets
 import statistics
 import time
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
@@ -36,7 +37,7 @@ from clash_pipeline.settings import load_settings
 if TYPE_CHECKING:
     import psycopg
 
-    from clash_pipeline.orchestration.model import IngestReport
+    from clash_pipeline.orchestration.model import ClanRun, IngestReport
     from clash_pipeline.orchestration.options import PipelineOptions, Trigger
     from clash_pipeline.simulator.server import SimulatedClashApi
 
@@ -295,6 +296,8 @@ def _print_demo_summary(
         "API requests (retries)",
         f"{sum(r.requests for r in runs)} ({sum(r.retries for r in runs)})",
     )
+    skipped = _skipped(runs)
+    table.add_row("API requests skipped by the planner", str(sum(skipped.values())))
     if counts.members:
         table.add_row("members now (ever seen)", f"{counts.members[0]} ({counts.members[1]})")
     table.add_row("member rows changed, all runs", str(sum(r.rows_changed or 0 for r in runs)))
@@ -315,7 +318,25 @@ def _print_demo_summary(
     table.add_row("median pipeline run (flow)", _median_seconds(r.wall_seconds for r in reports))
     table.add_row("wall time", f"{elapsed:.1f} s")
     out.print(table)
+    from clash_pipeline.ingest.plan import skipped_message
+
+    message = skipped_message(skipped, sum(r.requests for r in runs))
+    out.print(
+        f'{message} (README "Change-driven polling")' if message else _NOTHING_SKIPPED,
+        highlight=False,
+    )
     _print_next_steps(url)
+
+
+_NOTHING_SKIPPED = "the planner skipped no request: every run fetched everything"
+
+
+def _skipped(runs: Iterable[ClanRun]) -> Counter[str]:
+    """The requests the planner skipped over all runs, by endpoint."""
+    total: Counter[str] = Counter()
+    for run in runs:
+        total.update(run.skipped)
+    return total
 
 
 def _print_next_steps(url: str) -> None:

@@ -30,8 +30,13 @@ def fetch(
         bool, typer.Option(help="Fetch from an in-process simulated API instead.")
     ] = False,
     seed: Annotated[int, typer.Option(help="Simulator seed (with --simulate).")] = 0,
+    full: common.FullOption = False,
 ) -> None:
-    """Fetch clans from the Clash API and land every response in raw (one run per clan)."""
+    """Fetch clans from the Clash API and land the responses in raw (one run per clan).
+
+    Requests are planned from what changed since the clan's last run (README
+    "Change-driven polling"); --full fetches everything.
+    """
     settings = load_settings()
     tags = common.clan_tags(settings, clan)
     if not simulate and not settings.api_tokens():
@@ -47,11 +52,18 @@ def fetch(
         token = secrets.token_urlsafe(24)
         with SimulatedClashApi(seed=seed, token=token, frozen_clock=False) as sim:
             outcomes = _fetch_clans(
-                settings, url, tags, sim.base_url, [token], "simulator", sim.clock.now
+                settings, url, tags, sim.base_url, [token], "simulator", sim.clock.now, full=full
             )
     else:
         outcomes = _fetch_clans(
-            settings, url, tags, settings.coc_api_base_url, settings.api_tokens(), "api", None
+            settings,
+            url,
+            tags,
+            settings.coc_api_base_url,
+            settings.api_tokens(),
+            "api",
+            None,
+            full=full,
         )
     _print_outcomes(outcomes)
     # skipped: another process is fetching the clan right now, which is not a failure
@@ -67,6 +79,8 @@ def _fetch_clans(
     tokens: list[str],
     source: str,
     clock: Callable[[], datetime] | None,
+    *,
+    full: bool,
 ) -> list[FetchOutcome]:
     from clash_pipeline.ingest.fetch import ApiTarget, fetch_clans
     from clash_pipeline.warehouse.runs import utc_now
@@ -78,7 +92,7 @@ def _fetch_clans(
         clock=clock or utc_now,
         tokens=tuple(tokens),
     )
-    return asyncio.run(fetch_clans(settings, url, tags, target))
+    return asyncio.run(fetch_clans(settings, url, tags, target, full=full))
 
 
 def _print_outcomes(outcomes: list[FetchOutcome]) -> None:
@@ -97,6 +111,12 @@ def _print_outcomes(outcomes: list[FetchOutcome]) -> None:
             human_bytes(land.bytes_received) if land else "-",
         )
     out.print(table)
+    from clash_pipeline.ingest.plan import skipped_message
+
+    for o in outcomes:
+        skipped = skipped_message(o.skipped, o.land.requests) if o.land else None
+        if skipped:
+            out.print(f"{o.clan_tag}: {skipped}", highlight=False, soft_wrap=True)
     for o in outcomes:
         _print_problems(o)
 

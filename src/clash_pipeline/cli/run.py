@@ -28,7 +28,7 @@ ON_BUSY = ("wait", "skip")
 OnBusy = Literal["wait", "skip"]
 
 
-def run(
+def run(  # noqa: PLR0913, PLR0917 - a typer command: one parameter per option
     clan: Annotated[
         list[str] | None, typer.Option("--clan", "-c", help="Clan tag (repeatable).")
     ] = None,
@@ -47,6 +47,7 @@ def run(
         bool,
         typer.Option("--tests/--no-tests", help="Also run dbt's data tests of the marts."),
     ] = False,
+    full: common.FullOption = False,
     verbose: Annotated[
         bool, typer.Option("--verbose", "-v", help="Show Prefect's and dbt's own log lines.")
     ] = False,
@@ -54,9 +55,11 @@ def run(
 ) -> None:
     """One pipeline run: fetch and land each clan, build the marts (dbt, once), check.
 
-    Every clan is one run in ops.ingest_runs with a checkpoint per phase in
-    ops.ingest_logs. A failed phase leaves the marts as they were; the next run
-    catches up. Exits 1 when a clan's run failed.
+    Requests are planned from what changed since each clan's last run, --full
+    fetches everything (README "Change-driven polling"). Every clan is one run in
+    ops.ingest_runs with a checkpoint per phase in ops.ingest_logs. A failed phase
+    leaves the marts as they were; the next run catches up. Exits 1 when a clan's
+    run failed.
     """
     from clash_pipeline.orchestration.options import PipelineOptions
 
@@ -75,6 +78,7 @@ def run(
         on_busy=cast(OnBusy, on_busy),
         lock_timeout_seconds=lock_timeout,
         transform_mode="build" if tests else "run",
+        full=full,
         dbt_verbose=verbose,
         dbt_project_dir=str(dbt_project) if dbt_project else None,
     )
@@ -124,7 +128,7 @@ def _print_report(report: IngestReport) -> None:
     table.add_column("clan", no_wrap=True)
     table.add_column("status", no_wrap=True)
     table.add_column("requests", justify="right")
-    table.add_column("members (changed)", justify="right")
+    table.add_column("profiles (changed)", justify="right")
     table.add_column("fetch / land / dbt / check", justify="right")
     for clan_run in report.runs:
         table.add_row(*_run_row(clan_run))
@@ -134,6 +138,12 @@ def _print_report(report: IngestReport) -> None:
             f"dbt: {report.build.scope} build in {report.build.seconds:.1f} s "
             f"({', '.join(f'{n} {s}' for s, n in sorted(report.build.nodes.items()))})"
         )
+    from clash_pipeline.ingest.plan import skipped_message
+
+    for clan_run in report.runs:
+        skipped = skipped_message(clan_run.skipped, clan_run.requests)
+        if skipped and clan_run.landed:
+            out.print(f"{clan_run.clan_tag}: {skipped}", highlight=False, soft_wrap=True)
     for clan_run in report.runs:
         _print_run_problem(clan_run)
     if report.failed or report.skipped:

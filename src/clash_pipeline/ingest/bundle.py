@@ -1,28 +1,30 @@
 """One clan's responses from the Clash API: the bundle that one run lands.
 
-:func:`fetch_clan_bundle` asks the API for everything the warehouse needs about
-one clan (clan, members, every member's profile, war log, current war, the CWL
-group and its wars while CWL is on, capital raid seasons) and returns every
-request's :class:`~clash_pipeline.clash_api.client.FetchRecord`, failures
-included. Only a clan that cannot be fetched at all raises; a failed player or
-optional endpoint is just a record with an error.
+:func:`fetch_clan_bundle` asks the API for what the warehouse needs about one
+clan: the clan and its members always, then what the planner
+(:mod:`clash_pipeline.ingest.plan`) decides from the clan body: the members'
+profiles, war log, current war, the CWL group and its wars, capital raid
+seasons (without a planner: all of them). It returns every request's
+:class:`~clash_pipeline.clash_api.client.FetchRecord`, failures included, and
+the skipped requests by endpoint. Only a clan that cannot be fetched at all
+raises; a failed player or optional endpoint is just a record with an error.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine, Iterable
+from collections import Counter
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
-
-import psycopg
 
 from clash_pipeline.clash_api.client import ApiResponse, ClashClient, FetchRecord
 from clash_pipeline.clash_api.errors import ClashApiError
 from clash_pipeline.clash_api.tags import is_valid_tag, normalize_tag
 from clash_pipeline.errors import ClashPipelineError
 from clash_pipeline.ingest.checks import check_body
+from clash_pipeline.ingest.plan import FetchPlan, Planner, full_plan
 
 # How much history to ask for on each run. Raid seasons change weekly and the
 # war log grows by one war every few days; these limits keep one run cheap while
@@ -42,6 +44,18 @@ class ClanBundle:
     clan_tag: str
     snapshot_at: datetime
     records: list[FetchRecord] = field(default_factory=list)
+    #: What the planner decided (None: a bundle not fetched by this module, e.g. a backfill).
+    plan: FetchPlan | None = None
+    #: Requests not made, by endpoint (unchanged profiles, wars not on, ended CWL wars...).
+    skipped: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def skipped_requests(self) -> int:
+        return sum(self.skipped.values())
+
+    def planned(self) -> dict[str, int]:
+        """The requests made, by endpoint."""
+        return dict(Counter(r.endpoint for r in self.records))
 
     @property
     def failed(self) -> list[FetchRecord]:
@@ -85,35 +99,58 @@ async def fetch_clan_bundle(
     client: ClashClient,
     clan_tag: str,
     *,
-    known_ended_cwl_wars: Iterable[str] = (),
+    planner: Planner | None = None,
 ) -> ClanBundle:
-    """Fetch everything about one clan; raise :class:`ClanUnavailableError` if the clan fails."""
-    tag = normalize_tag(clan_tag, kind="clan tag")
-    # The clan-level calls do not need the clan body: start them with it, so the
-    # rate limiter's slots are used while the clan request is in flight.
-    clan_level = {
-        "clan_members": client.get_clan_members(tag),
-        "warlog": client.get_warlog(tag, limit=WARLOG_LIMIT),
-        "currentwar": client.get_current_war(tag),
-        "leaguegroup": client.get_league_group(tag),
-        "capitalraidseasons": client.get_capital_raid_seasons(tag, limit=RAID_SEASONS_LIMIT),
-    }
-    clan_level_tasks = {k: asyncio.ensure_future(_call(c)) for k, c in clan_level.items()}
-    clan = await _fetch_clan(client, tag, list(clan_level_tasks.values()))
-    bundle = ClanBundle(clan_tag=tag, snapshot_at=clan.record.fetched_at, records=[clan.record])
+    """Fetch one clan; raise :class:`ClanUnavailableError` if the clan fails.
 
-    member_tags = await _roster_tags(clan, clan_level_tasks["clan_members"])
-    player_tags = [t for t in dict.fromkeys(member_tags) if is_valid_tag(t)]
-    players = await asyncio.gather(*(_call(client.get_player(t)) for t in player_tags))
-    by_endpoint = {k: await task for k, task in clan_level_tasks.items()}
-    bundle.records.extend(_record(r) for r in [*by_endpoint.values(), *players])
-    bundle.records.extend(
-        await _late_members(client, _data(by_endpoint["clan_members"]), player_tags)
-    )
-    bundle.records.extend(
-        await _cwl_wars(client, _data(by_endpoint["leaguegroup"]), known_ended_cwl_wars)
-    )
+    The clan and its member list always; the rest as the ``planner`` decides from the clan
+    body and the clan's state in raw (:mod:`clash_pipeline.ingest.plan`); without a planner,
+    everything.
+    """
+    tag = normalize_tag(clan_tag, kind="clan tag")
+    # The member list does not need the clan body: start it with it.
+    members_task = asyncio.ensure_future(_call(client.get_clan_members(tag)))
+    clan = await _fetch_clan(client, tag, [members_task])
+    bundle = ClanBundle(clan_tag=tag, snapshot_at=clan.record.fetched_at, records=[clan.record])
+    try:
+        entries = await _roster_entries(clan, members_task)
+        player_tags = [
+            str(t) for t in dict.fromkeys(e.get("tag") for e in entries) if is_valid_tag(t)
+        ]
+        plan = (
+            await planner.plan(clan.data, entries, clan.record.fetched_at)
+            if planner is not None
+            else full_plan([normalize_tag(t) for t in player_tags])
+        )
+    except BaseException:
+        members_task.cancel()
+        await asyncio.gather(members_task, return_exceptions=True)
+        raise
+    bundle.plan = plan
+    bundle.skipped = Counter(plan.skipped)
+    clan_level = {
+        e: asyncio.ensure_future(_call(_CLAN_LEVEL_CALLS[e](client, tag))) for e in plan.endpoints
+    }
+    players = await asyncio.gather(*(_call(client.get_player(t)) for t in plan.players))
+    members = await members_task
+    by_endpoint = {k: await task for k, task in clan_level.items()}
+    bundle.records.extend(_record(r) for r in [members, *by_endpoint.values(), *players])
+    bundle.records.extend(await _late_members(client, _data(members), player_tags))
+    if "leaguegroup" in by_endpoint:
+        bundle.records.extend(
+            await _cwl_wars(client, _data(by_endpoint["leaguegroup"]), planner, bundle)
+        )
     return bundle
+
+
+_CLAN_LEVEL_CALLS: dict[str, Callable[[ClashClient, str], Coroutine[Any, Any, ApiResponse]]] = {
+    "warlog": lambda client, tag: client.get_warlog(tag, limit=WARLOG_LIMIT),
+    "currentwar": lambda client, tag: client.get_current_war(tag),
+    "leaguegroup": lambda client, tag: client.get_league_group(tag),
+    "capitalraidseasons": lambda client, tag: client.get_capital_raid_seasons(
+        tag, limit=RAID_SEASONS_LIMIT
+    ),
+}
 
 
 async def _fetch_clan(
@@ -136,19 +173,19 @@ async def _fetch_clan(
         raise
 
 
-async def _roster_tags(
+async def _roster_entries(
     clan: ApiResponse, members: asyncio.Future[ApiResponse | FetchRecord]
-) -> list[Any]:
-    """Whose profiles to fetch: the clan body's memberList, unless the door checks turn that
+) -> list[dict[str, Any]]:
+    """Whose profiles to consider: the clan body's memberList, unless the door checks turn that
     body away (e.g. two lists merged into one); then the member list's, when it is sound."""
     at, tag = clan.record.fetched_at, clan.record.resource_tag
-    listed = [m.get("tag") for m in clan.data.get("memberList") or [] if isinstance(m, dict)]
+    listed = [m for m in clan.data.get("memberList") or [] if isinstance(m, dict)]
     if not check_body("clan", clan.data, clan_tag=tag, fetched_at=at):
         return listed
     items = _data(await members)
     if items is None or check_body("clan_members", items, clan_tag=tag, fetched_at=at):
         return listed
-    return [m.get("tag") for m in items.get("items") or [] if isinstance(m, dict)]
+    return [m for m in items.get("items") or [] if isinstance(m, dict)]
 
 
 async def _late_members(
@@ -166,48 +203,25 @@ async def _late_members(
 
 
 async def _cwl_wars(
-    client: ClashClient, group: dict[str, Any] | None, known_ended: Iterable[str]
+    client: ClashClient, group: dict[str, Any] | None, planner: Planner | None, bundle: ClanBundle
 ) -> list[FetchRecord]:
     """While CWL is on, the group's wars; ended wars never change, so those landed are skipped."""
     if group is None or group.get("state") in (None, "notInWar"):
         return []
-    skip = {normalize_tag(t) for t in known_ended if is_valid_tag(t)}
-    war_tags = [
-        t
-        for rnd in group.get("rounds") or []
-        for t in rnd.get("warTags") or []
-        if t != "#0" and is_valid_tag(t) and normalize_tag(t) not in skip
-    ]
+    war_tags = list(
+        dict.fromkeys(
+            normalize_tag(t)
+            for rnd in group.get("rounds") or []
+            for t in rnd.get("warTags") or []
+            if t != "#0" and is_valid_tag(t)
+        )
+    )
+    ended = await planner.ended_cwl_wars(war_tags) if planner is not None and war_tags else set()
+    if ended:
+        bundle.skipped["cwl_war"] += len(ended)
     return [
         _record(r)
         for r in await asyncio.gather(
-            *(_call(client.get_cwl_war(t)) for t in dict.fromkeys(war_tags))
+            *(_call(client.get_cwl_war(t)) for t in war_tags if t not in ended)
         )
     ]
-
-
-def known_ended_cwl_wars(conn: psycopg.Connection[Any], clan_tag: str) -> set[str]:
-    """War tags of CWL wars already landed in state ``warEnded`` for this clan.
-
-    The clan's CWL fetches are found through fetch_log's index first, and each
-    distinct body is then read by its key: a plain join lets the planner scan
-    (and de-TOAST) every payload in raw, which grows with the whole history.
-    """
-    rows = conn.execute(
-        """
-        with cwl as materialized (
-            select distinct resource_tag, payload_hash
-            from raw.fetch_log
-            where endpoint = 'cwl_war' and clan_tag = %s and payload_hash is not null
-                and quarantine_reason is null
-        )
-        select distinct cwl.resource_tag
-        from cwl
-        where (
-            select p.body ->> 'state' from raw.payloads as p
-            where p.payload_hash = cwl.payload_hash
-        ) = 'warEnded'
-        """,
-        (clan_tag,),
-    ).fetchall()
-    return {r[0] for r in rows}

@@ -32,7 +32,9 @@ from clash_pipeline.clash_api.keys import KeyPool
 from clash_pipeline.clash_api.ratelimit import RateLimiter
 from clash_pipeline.clash_api.shared_pacing import shared_limiter_factory
 from clash_pipeline.errors import ClashPipelineError
+from clash_pipeline.ingest.bundle import ClanBundle
 from clash_pipeline.ingest.land import LandResult
+from clash_pipeline.ingest.plan import PlanPolicy
 from clash_pipeline.ingest.run import failed_requests, fetch_clan, land_clan, no_snapshot_error
 from clash_pipeline.settings import Settings
 from clash_pipeline.versions import schema_version
@@ -74,6 +76,15 @@ class FetchOutcome:
     members: int = 0
     dropped_requests: int = 0
     dropped_players: int = 0
+    #: Requests the planner skipped, by endpoint (clash_pipeline.ingest.plan).
+    skipped: dict[str, int] = field(default_factory=dict)
+
+    def note_fetched(self, bundle: ClanBundle) -> None:
+        self.failed_requests = failed_requests(bundle)
+        self.members = bundle.members
+        self.dropped_requests = len(bundle.dropped)
+        self.dropped_players = bundle.dropped_players
+        self.skipped = dict(bundle.skipped)
 
 
 def build_client(settings: Settings, target: ApiTarget, keys: KeyPool) -> ClashClient:
@@ -95,6 +106,8 @@ async def _fetch_locked(
     *,
     trigger: str,
     version: str,
+    full: bool,
+    policy: PlanPolicy,
 ) -> FetchOutcome:
     """One clan's run under the clan's lock, or a ``skipped`` run if another process has it."""
     recorder = RunRecorder(
@@ -103,7 +116,7 @@ async def _fetch_locked(
     if not await asyncio.to_thread(locks.try_lock, clan_tag):
         return await asyncio.to_thread(_skipped, recorder)
     try:
-        return await _fetch_one(client, db_url, recorder, target)
+        return await _fetch_one(client, db_url, recorder, target, full=full, policy=policy)
     finally:
         await asyncio.to_thread(locks.unlock, clan_tag)
 
@@ -119,23 +132,28 @@ def _skipped(recorder: RunRecorder) -> FetchOutcome:
 
 
 async def _fetch_one(
-    client: ClashClient, db_url: str, recorder: RunRecorder, target: ApiTarget
+    client: ClashClient,
+    db_url: str,
+    recorder: RunRecorder,
+    target: ApiTarget,
+    *,
+    full: bool,
+    policy: PlanPolicy,
 ) -> FetchOutcome:
     """One clan's run: open it, fetch, land, close it with its counters or its error."""
     clan_tag = recorder.clan_tags[0]
     await asyncio.to_thread(recorder.start)
     outcome = FetchOutcome(clan_tag=clan_tag, run_id=recorder.run_id, status="running")
     try:
-        bundle = await fetch_clan(lambda: nullcontext(client), db_url, recorder)
+        bundle = await fetch_clan(
+            lambda: nullcontext(client), db_url, recorder, full=full, policy=policy
+        )
     except ClashPipelineError as exc:
         return await _failed(outcome, recorder, exc, snapshot_at=None)
     except BaseException as exc:
         _stopped(recorder, exc, "fetch")
         raise
-    outcome.failed_requests = failed_requests(bundle)
-    outcome.members = bundle.members
-    outcome.dropped_requests = len(bundle.dropped)
-    outcome.dropped_players = bundle.dropped_players
+    outcome.note_fetched(bundle)
     try:
         result = await asyncio.to_thread(land_clan, db_url, recorder, bundle, source=target.source)
     except (psycopg.Error, ClashPipelineError) as exc:
@@ -213,14 +231,17 @@ async def fetch_clans(
     trigger: str = "cli",
     limiter: RateLimiter | None = None,
     keys: KeyPool | None = None,
+    full: bool = False,
 ) -> list[FetchOutcome]:
     """Fetch and land every clan concurrently under one key pool (each key paced with every
     process using it when COC_SHARED_PACING is on); a clan another process is fetching
-    is skipped.
+    is skipped. Each clan's requests are planned from what changed since its previous runs
+    (:mod:`clash_pipeline.ingest.plan`); ``full`` fetches everything.
 
     ``keys`` defaults to the target's tokens paced by the settings; ``limiter`` paces a
     single token instead (benchmarks and tests that watch one limiter).
     """
+    policy = PlanPolicy.from_settings(settings)
     own_keys = keys is None
     keys = keys or _key_pool(settings, db_url, target, limiter)
     version = schema_version()
@@ -231,7 +252,15 @@ async def fetch_clans(
             async with build_client(settings, target, keys) as client:
                 runs = (
                     _fetch_locked(
-                        locks, client, db_url, tag, target, trigger=trigger, version=version
+                        locks,
+                        client,
+                        db_url,
+                        tag,
+                        target,
+                        trigger=trigger,
+                        version=version,
+                        full=full,
+                        policy=policy,
                     )
                     for tag in clan_tags
                 )

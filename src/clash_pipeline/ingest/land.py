@@ -50,6 +50,8 @@ class LandResult:
     retries: int
     throttled: int
     db_time_ms: int
+    #: Requests the planner did not make (raw.fetch_runs.skipped_requests).
+    skipped_requests: int = 0
     #: Bodies landed but kept out of the marts by the door checks: endpoint, tag, reason.
     quarantined: list[dict[str, Any]] = field(default_factory=list)
     #: The clan body was quarantined and no sound member list replaces it: no snapshot.
@@ -129,6 +131,7 @@ def land_bundle(
             retries=sum(r.retries for r in bundle.records),
             throttled=sum(r.throttled for r in bundle.records),
             db_time_ms=0,
+            skipped_requests=bundle.skipped_requests,
         )
         _insert_fetch_run(cur, result, bundle, source=source, started_at=started_at)
         _copy_fetch_log(
@@ -183,8 +186,8 @@ def _insert_fetch_run(
         insert into raw.fetch_runs (
             run_id, source, clan_tags, started_at, snapshot_at, requests,
             failed_requests, payloads_new, bytes_received, bytes_new,
-            ingestion_version
-        ) values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+            ingestion_version, skipped_requests
+        ) values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
         """,
         (
             result.run_id,
@@ -198,6 +201,7 @@ def _insert_fetch_run(
             result.bytes_received,
             result.bytes_new,
             ingestion_version(),
+            result.skipped_requests,
         ),
     )
 

@@ -17,7 +17,6 @@ from leaves the run without a snapshot (:func:`no_snapshot_error`: it fails).
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
@@ -29,9 +28,10 @@ from clash_pipeline.clash_api import sent
 from clash_pipeline.clash_api.client import ClashClient
 from clash_pipeline.clash_api.keys import NoApiKeyLeftError
 from clash_pipeline.errors import ClashPipelineError, ConfigError, DatabaseError
-from clash_pipeline.ingest.bundle import ClanBundle, fetch_clan_bundle, known_ended_cwl_wars
+from clash_pipeline.ingest.bundle import ClanBundle, fetch_clan_bundle
 from clash_pipeline.ingest.checks import Problem, check_records, describe
 from clash_pipeline.ingest.land import LandResult, failed_records_json, land_bundle
+from clash_pipeline.ingest.plan import Planner, PlanPolicy
 from clash_pipeline.warehouse.connect import connect
 from clash_pipeline.warehouse.runs import PhaseAttempt, RunRecorder
 
@@ -96,11 +96,6 @@ def dropped_message(
     return "; ".join(parts) + (f" ({', '.join(causes)})" if causes else "")
 
 
-def _ended_cwl_wars(db_url: str, clan_tag: str) -> set[str]:
-    with connect(db_url, autocommit=True) as conn:
-        return known_ended_cwl_wars(conn, clan_tag)
-
-
 async def fetch_clan(
     open_client: Callable[[], AbstractAsyncContextManager[ClashClient]],
     db_url: str,
@@ -109,21 +104,25 @@ async def fetch_clan(
     attempt: int = 1,
     retries: int = 0,
     log: Logger | None = None,
+    full: bool = False,
+    policy: PlanPolicy | None = None,
 ) -> ClanBundle:
-    """Everything about the recorder's clan from the API; its ``fetch`` checkpoint row.
+    """The recorder's clan from the API, as planned; its ``fetch`` checkpoint row.
 
     ``open_client`` gives the client for this attempt (the CLI shares one between
     clans; a flow task builds its own, so opening it is part of the attempt).
+    The planner (:mod:`clash_pipeline.ingest.plan`) skips what did not change
+    since the clan's previous runs in raw; ``full`` fetches everything.
     """
     clan_tag = recorder.clan_tags[0]
+    planner = Planner(db_url, clan_tag, policy=policy, full=full)
     async with PhaseAttempt(
         "fetch", [recorder], attempt=attempt, retries=retries, retriable=fetch_retriable, log=log
     ) as phase:
-        ended = await asyncio.to_thread(_ended_cwl_wars, db_url, clan_tag)
         with sent.counting() as counts:
             try:
                 async with open_client() as client:
-                    bundle = await fetch_clan_bundle(client, clan_tag, known_ended_cwl_wars=ended)
+                    bundle = await fetch_clan_bundle(client, clan_tag, planner=planner)
             finally:  # a failed or cancelled attempt still says what it sent
                 phase.failure_measures = {
                     "requests": counts.requests,
@@ -145,9 +144,23 @@ async def fetch_clan(
                 "dropped_players": bundle.dropped_players,
                 "members": bundle.members,
                 "keys": counts.keys(),  # per API key: position, fingerprint, counts
+                **plan_details(bundle),
             },
         )
     return bundle
+
+
+def plan_details(bundle: ClanBundle) -> dict[str, Any]:
+    """What the planner decided, for the fetch phase's ``ops.ingest_logs.details``."""
+    plan = bundle.plan
+    return {
+        "plan": plan.mode if plan else "full",
+        "planned": bundle.planned(),
+        "skipped": dict(bundle.skipped),
+        "skipped_requests": bundle.skipped_requests,
+        "profiles": dict(plan.profiles) if plan else {},
+        "reasons": dict(plan.reasons) if plan else {},
+    }
 
 
 def land_clan(
@@ -249,8 +262,8 @@ def _already_landed(
 ) -> LandResult | None:
     """The result of an earlier attempt whose commit made it before its connection died."""
     row = conn.execute(
-        "select requests, failed_requests, payloads_new, bytes_received, bytes_new"
-        " from raw.fetch_runs where run_id = %s",
+        "select requests, failed_requests, payloads_new, bytes_received, bytes_new,"
+        " skipped_requests from raw.fetch_runs where run_id = %s",
         (recorder.run_id,),
     ).fetchone()
     conn.rollback()
@@ -267,4 +280,5 @@ def _already_landed(
         retries=sum(r.retries for r in bundle.records),
         throttled=sum(r.throttled for r in bundle.records),
         db_time_ms=0,
+        skipped_requests=row[5],
     )

@@ -66,8 +66,12 @@ async def ingest(
     clan_tags: list[str] | None = None,
     api: ApiSpec | None = None,
     options: PipelineOptions | None = None,
+    full: bool = False,
 ) -> IngestReport | State[Any]:
     """One pipeline run for ``clan_tags`` (default: COC_CLAN_TAGS) against ``api``.
+
+    ``full`` (or ``options.full``) fetches everything, not only what changed since
+    each clan's last run (:mod:`clash_pipeline.ingest.plan`).
 
     Returns the :class:`IngestReport`; when a clan's run failed, the flow run
     ends ``Failed`` and carries :class:`RunsFailedError` (with the report).
@@ -77,6 +81,8 @@ async def ingest(
     the flow run ends ``Cancelled`` (with the report).
     """
     options = options or PipelineOptions()
+    if full and not options.full:
+        options = options.model_copy(update={"full": True})
     # SIGTERM/SIGINT (a Prefect cancellation too) stop the run here, whatever its phase
     with shutdown.install(), shutdown.cancel_scope():
         try:
@@ -165,9 +171,10 @@ async def ingest_clan(
     clan_tag: str,
     api: ApiSpec | None = None,
     options: PipelineOptions | None = None,
+    full: bool = False,
 ) -> IngestReport | State[Any]:
     """The pipeline for one clan (the same phases as ``clash-ingest``)."""
-    return await ingest.fn([clan_tag], api, options)
+    return await ingest.fn([clan_tag], api, options, full)
 
 
 @flow(

@@ -10,6 +10,7 @@ from typing import Any
 
 from clash_pipeline.clash_api.ratelimit import AdaptivePacing
 from clash_pipeline.errors import ClashPipelineError
+from clash_pipeline.ingest.plan import PlanPolicy
 from clash_pipeline.orchestration.options import ApiSpec, PipelineOptions
 from clash_pipeline.shutdown import Cancelled
 from clash_pipeline.warehouse.runs import RunRecorder, error_payload
@@ -43,6 +44,8 @@ class RunContext:
     pacing: AdaptivePacing = field(default_factory=AdaptivePacing)
     #: COC_SHARED_PACING: pace the key through ops.api_key_pacing, with every other process.
     shared_pacing: bool = False
+    #: What the planner fetches when (COC_PROFILE_MAX_AGE_HOURS, COC_WAR_CHECK_HOURS).
+    plan_policy: PlanPolicy = field(default_factory=PlanPolicy)
     # Least privilege: ``db_url`` is the current job's login (ingest unless told);
     # the transform job's URL, and the run bookkeeping's (ingest), whatever the job.
     transform_url: str = field(default="", repr=False)
@@ -92,6 +95,8 @@ class ClanRun:
     #: failure: a run that landed with any is ``partial``, not ``succeeded``.
     dropped_requests: int = 0
     dropped_players: int = 0
+    #: Requests the planner skipped, by endpoint (clash_pipeline.ingest.plan).
+    skipped: dict[str, int] = field(default_factory=dict)
     #: Bodies the door checks kept out of the marts (landed, marked): the run is ``partial``.
     quarantined: list[dict[str, Any]] = field(default_factory=list)
     rows_changed: int | None = None

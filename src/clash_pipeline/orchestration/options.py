@@ -68,6 +68,9 @@ class PipelineOptions(BaseModel):
     #: Override COC_REQUESTS_PER_SECOND / COC_MAX_CONCURRENCY for this run.
     requests_per_second: float | None = Field(default=None, gt=0, le=1000)
     max_concurrency: int | None = Field(default=None, ge=1, le=256)
+    #: Fetch everything (every profile, every war endpoint), not only what changed since the
+    #: clan's last run (clash_pipeline.ingest.plan; README "Change-driven polling").
+    full: bool = False
 
     # -- dbt ------------------------------------------------------------------------------------
     #: False: land only, and leave building the marts to a later run (which catches up on

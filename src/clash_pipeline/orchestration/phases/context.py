@@ -12,6 +12,7 @@ from pydantic import SecretStr
 from clash_pipeline.clash_api.client import pacing_from_settings
 from clash_pipeline.clash_api.tags import normalize_tag
 from clash_pipeline.errors import ConfigError
+from clash_pipeline.ingest.plan import PlanPolicy
 from clash_pipeline.orchestration.model import RunContext
 from clash_pipeline.orchestration.options import ApiSpec, PipelineOptions
 from clash_pipeline.settings import Settings, load_settings, token_problem
@@ -63,6 +64,7 @@ def resolve_context(
         request_retries=settings.coc_max_retries,
         pacing=pacing_from_settings(settings),
         shared_pacing=settings.coc_shared_pacing == "on",
+        plan_policy=PlanPolicy.from_settings(settings),
     )
     return ctx, tags
 

@@ -46,6 +46,8 @@ async def fetch(ctx: RunContext, run: ClanRun, keys: KeyPool, *, attempt: int = 
         attempt=attempt,
         retries=ctx.options.fetch_retries,
         log=log(),
+        full=ctx.options.full,
+        policy=ctx.plan_policy,
     )
 
 
@@ -96,6 +98,7 @@ def note_fetched(run: ClanRun, bundle: ClanBundle, seconds: float) -> None:
     run.failed_request_list = clan_run.failed_requests(bundle)
     run.dropped_requests = len(bundle.dropped)
     run.dropped_players = bundle.dropped_players
+    run.skipped = dict(bundle.skipped)
     run.phase_ms["fetch"] = round(seconds * 1000)
 
 

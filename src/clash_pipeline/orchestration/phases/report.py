@@ -27,6 +27,7 @@ def report_rows(report: IngestReport) -> list[dict[str, Any]]:
                 "requests": run.requests,
                 "failed requests": run.failed_requests,
                 "dropped": run.dropped_requests,
+                "skipped": sum(run.skipped.values()),
                 "retries": run.retries,
                 "members": run.members,
                 "members changed": run.rows_changed if run.rows_changed is not None else "",
