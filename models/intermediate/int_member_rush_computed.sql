@@ -105,12 +105,11 @@ player_units as (
 
 ),
 
+-- one row per unit of a profile used, however many snapshots use it (a
+-- carried profile serves several): a join to members would repeat its units
 member_units as (
 
-    select player_units.*
-    from player_units
-    inner join members
-        on player_units.fetch_id = members.fetch_id
+    select * from player_units
 
 ),
 
