@@ -34,9 +34,10 @@ included, came out identical, row order aside: rows are sorted):
   in the marts and in the API bodies (roster, member history), are replaced by a label
   naming the clan and simulated time of their snapshot, so rows sharing an id still do.
 * ``FETCH_ID_KEYS``: ``fetch_id`` (wars, war members and attacks, raid seasons and
-  members) and ``profile_fetch_id`` (member_snapshot_stats) number ``raw.fetch_log`` rows in the order in which the two clans' concurrent
-  fetches land, which varies; each is replaced by its request path and run (read from
-  ``raw.fetch_log`` into the dump's ``fetch_ids``).
+  members) and ``profile_fetch_id`` (member_snapshot_stats) number ``raw.fetch_log``
+  rows in the order in which the two clans' concurrent fetches land, which varies; each
+  is replaced by its request path and run (read from ``raw.fetch_log`` into the dump's
+  ``fetch_ids``).
 * ``WALL_CLOCK_COLUMNS``: ``marts.ingest_run_health``'s wall-clock start and finish times
   and its durations (``*_ms``).
 * ``WALL_CLOCK_KEYS``: the same in ``/api/v2/ingestion/health`` (``started_at``,
