@@ -34,9 +34,10 @@ included, came out identical, row order aside: rows are sorted):
   in the marts and in the API bodies (roster, member history), are replaced by a label
   naming the clan and simulated time of their snapshot, so rows sharing an id still do.
 * ``FETCH_ID_KEYS``: ``fetch_id`` (wars, war members and attacks, raid seasons and
-  members) numbers ``raw.fetch_log`` rows in the order in which the two clans' concurrent
-  fetches land, which varies; each is replaced by its request path and run (read from
-  ``raw.fetch_log`` into the dump's ``fetch_ids``).
+  members) and ``profile_fetch_id`` (member_snapshot_stats) number ``raw.fetch_log``
+  rows in the order in which the two clans' concurrent fetches land, which varies; each
+  is replaced by its request path and run (read from ``raw.fetch_log`` into the dump's
+  ``fetch_ids``).
 * ``WALL_CLOCK_COLUMNS``: ``marts.ingest_run_health``'s wall-clock start and finish times
   and its durations (``*_ms``).
 * ``WALL_CLOCK_KEYS``: the same in ``/api/v2/ingestion/health`` (``started_at``,
@@ -86,7 +87,7 @@ RUN_IDS: dict[str, dict[str, str]] = {
 #: Columns and keys holding a ``raw.fetch_log`` id: an identity column, numbered in the order
 #: in which the clans' concurrent fetches happen to land. Each is replaced by what it
 #: identifies, the request path and the run's clans and simulated time (``fetch_labels``).
-FETCH_ID_KEYS = frozenset({"fetch_id"})
+FETCH_ID_KEYS = frozenset({"fetch_id", "profile_fetch_id"})
 #: Wall-clock times and durations of the runs, per relation: masked.
 WALL_CLOCK_COLUMNS: dict[str, frozenset[str]] = {
     "marts.ingest_run_health": frozenset(

@@ -8,7 +8,7 @@ on the simulator, the way tests/test_pipeline.py does.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import httpx
 import psycopg
@@ -90,6 +90,11 @@ def test_roster_200_is_the_latest_snapshot_with_typed_members_and_metrics(wareho
         assert member["trophies"] == row["trophies"]
         assert member["league_tier_name"] == row["league_tier_name"]
         assert member["donations"] == row["donations"]
+        # when the profile behind the profile fields was fetched (carried forward or not)
+        served_at = member["profile_fetched_at"]
+        assert (datetime.fromisoformat(served_at) if served_at else None) == row[
+            "profile_fetched_at"
+        ]
         for metric in ("hero_rush_pct", "lab_rush_pct", "ace_30d", "tenure_days"):
             value = row[metric]
             assert member["metrics"][metric] == (None if value is None else float(value)), metric

@@ -45,6 +45,15 @@ CHANGED_ON_PURPOSE = {
     "/api/v2/roster.members[]": "members ordered by league tier, then ranked trophies",
     # Issue 13: bodies quarantined at the door are counted in the health mart.
     "marts.ingest_run_health.quarantined_bodies": "new column: bodies quarantined at the door",
+    # Issue 14 (point 4): a run without a member's profile carries the last one forward;
+    # new columns naming the profile used and when it was fetched (additive).
+    "marts.member_snapshot_stats.profile_fetch_id": "new column: the profile used",
+    "marts.member_snapshot_stats.is_profile_carried": "new column: profile carried forward",
+    "marts.member_snapshot_stats.profile_fetched_at": "new column: the profile's fetch time",
+    "marts.metrics.profile_fetched_at": "new column: the profile's fetch time",
+    "marts.roster.profile_fetched_at": "new column: the profile's fetch time",
+    "/api/v2/roster.profile_fetched_at": "new member key (marts.roster.profile_fetched_at)",
+    "/api/v2/members/{tag}.profile_fetched_at": "new key of the roster row and the history",
 }
 
 

@@ -1,6 +1,9 @@
 {#-
     Rush percentages of every member with a profile in a clan snapshot
-    (DOMAIN.md "Derived metrics"), caps from the unit_caps seed:
+    (DOMAIN.md "Derived metrics"), caps from the unit_caps seed. The profile
+    is the one member_snapshot_stats uses (profile_fetch_id): this run's or
+    carried from the member's earlier snapshot, with the snapshot's town
+    hall:
 
     - hero rush: over the home-village heroes available at the member's
       town hall (cap > 0 there), the mean of max(0, cap - level) / cap,
@@ -14,7 +17,7 @@
 
     Incremental (delete+insert on snapshot_id, player_tag): only the clan's
     snapshots newer than the latest stored one; the profiles' units are
-    read by the new runs' ids, which reach raw.fetch_log's indexes.
+    read by their fetch ids, which reach raw.fetch_log's primary key.
 
     Planning: the aggregating CTEs are `materialized` and the table is
     analyzed after a build that grew it by > 10 % (post_hook analyze_if_grown:
@@ -78,28 +81,6 @@ member_snapshot_stats as (
 
 ),
 
-player_units as (
-
-    select * from {{ ref('stg_coc__player_units') }}
-    where
-        run_id = any(array(select new_snapshots.run_id from new_snapshots))
-        and village = 'home'
-
-),
-
--- one profile per run and player (the first fetch if repeated)
-profile_fetches as materialized (
-
-    select
-        run_id,
-        player_tag,
-        min(fetch_id) as fetch_id
-
-    from player_units
-    group by run_id, player_tag
-
-),
-
 members as materialized (
 
     select
@@ -108,22 +89,27 @@ members as materialized (
         member_snapshot_stats.player_tag,
         member_snapshot_stats.town_hall_level,
         member_snapshot_stats.snapshot_at,
-        profile_fetches.fetch_id
+        member_snapshot_stats.profile_fetch_id as fetch_id
 
     from member_snapshot_stats
-    left join profile_fetches
-        on
-            member_snapshot_stats.run_id = profile_fetches.run_id
-            and member_snapshot_stats.player_tag = profile_fetches.player_tag
 
 ),
 
+-- the units of the profiles used (a carried profile is read again by id)
+player_units as (
+
+    select * from {{ ref('stg_coc__player_units') }}
+    where
+        fetch_id = any(array(select members.fetch_id from members))
+        and village = 'home'
+
+),
+
+-- one row per unit of a profile used, however many snapshots use it (a
+-- carried profile serves several): a join to members would repeat its units
 member_units as (
 
-    select player_units.*
-    from player_units
-    inner join members
-        on player_units.fetch_id = members.fetch_id
+    select * from player_units
 
 ),
 

@@ -13,6 +13,12 @@
       activity). A (re-)join is activity too: only a player in the game can
       join. last_active_at carries the latest active snapshot forward.
 
+    Profile fields come from the profile member_snapshot_stats uses (this
+    run's, or carried from the member's earlier snapshot when the run has
+    none). A carried profile equals the previous snapshot's, so it shows no
+    change: activity is counted once, at the first snapshot whose fetched
+    profile differs from the last one, never again for a carried copy.
+
     The member's previous snapshot in the stint is the clan's previous
     snapshot when the roster listed them there; otherwise this snapshot
     starts a stint (a join, or the clan's first snapshot).
@@ -21,9 +27,9 @@
     the clan's snapshots newer than the latest one stored (per clan) and,
     per member of the batch, the member's latest stored row (one index
     probe), so a new snapshot reads one roster, its profiles and 50 stored
-    rows whatever the history. Staging inputs are filtered by the new runs'
-    ids, which reach raw.fetch_log's indexes. Full refresh gives the same
-    rows.
+    rows whatever the history. Staging inputs are filtered by the profiles'
+    fetch ids, which reach raw.fetch_log's primary key. Full refresh gives
+    the same rows.
 
     Planning: the aggregating CTEs are `materialized` and the table is
     analyzed after a build that grew it by > 10 % (post_hook analyze_if_grown:
@@ -83,17 +89,32 @@ member_snapshot_stats as (
 
 ),
 
+-- the profiles the member rows use (fetched in the run or carried)
 players as (
 
     select * from {{ ref('stg_coc__players') }}
-    where run_id = any(array(select new_snapshots.run_id from new_snapshots))
+    where
+        fetch_id = any(
+            array(
+                select member_snapshot_stats.profile_fetch_id
+                from member_snapshot_stats
+                where member_snapshot_stats.profile_fetch_id is not null
+            )
+        )
 
 ),
 
 player_achievements as (
 
     select * from {{ ref('stg_coc__player_achievements') }}
-    where run_id = any(array(select new_snapshots.run_id from new_snapshots))
+    where
+        fetch_id = any(
+            array(
+                select member_snapshot_stats.profile_fetch_id
+                from member_snapshot_stats
+                where member_snapshot_stats.profile_fetch_id is not null
+            )
+        )
 
 ),
 
@@ -158,18 +179,14 @@ clan_sequence as materialized (
 
 ),
 
--- one profile per run and player (the first fetch if repeated)
 run_profiles as materialized (
 
-    select distinct on (run_id, player_tag)
+    select
         fetch_id,
-        run_id,
-        player_tag,
         attack_wins,
         defense_wins
 
     from players
-    order by run_id, player_tag, fetch_id
 
 ),
 
@@ -212,7 +229,7 @@ batch_rows as (
         {{ metrics_ranked_week('member_snapshot_stats.snapshot_at') }}
             as ranked_week,
         -- NULLs are stripped: a field is compared only when both snapshots
-        -- have it (a failed profile fetch is not a change)
+        -- have it (a member's first profile is not a change)
         jsonb_strip_nulls(
             jsonb_build_object(
                 'name', member_snapshot_stats.name,
@@ -254,9 +271,7 @@ batch_rows as (
     from member_snapshot_stats
     cross join game_calendar
     left join run_profiles
-        on
-            member_snapshot_stats.run_id = run_profiles.run_id
-            and member_snapshot_stats.player_tag = run_profiles.player_tag
+        on member_snapshot_stats.profile_fetch_id = run_profiles.fetch_id
     left join achievement_hashes
         on run_profiles.fetch_id = achievement_hashes.fetch_id
 

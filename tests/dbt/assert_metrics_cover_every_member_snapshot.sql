@@ -1,8 +1,9 @@
 -- Every member of every recent clan snapshot has its metrics: the flow and
 -- tenure rows always, the rush rows when the snapshot has the member's
--- profile, and ACE with its six components for both windows; and ACE's
--- stored value equals 100 * sigma(core) * avail recomputed from the
--- components of its own row.
+-- profile (fetched in the run or carried forward), and ACE with its six
+-- components for both windows; every row has the member snapshot's
+-- profile_fetched_at; and ACE's stored value equals 100 * sigma(core) * avail
+-- recomputed from the components of its own row.
 
 with
 
@@ -11,7 +12,8 @@ recent_members as (
     select
         snapshot_id,
         player_tag,
-        has_profile
+        has_profile,
+        profile_fetched_at
 
     from {{ ref('member_snapshot_stats') }} as stats
     -- each clan's last staging_test_days days (macros/recent_window.sql)
@@ -39,7 +41,12 @@ counted as (
         ) as rush_rows,
         count(metrics.metric_name) filter (
             where metrics.metric_name like 'ace%'
-        ) as ace_rows
+        ) as ace_rows,
+        count(metrics.metric_name) filter (
+            where
+                metrics.profile_fetched_at
+                is distinct from recent_members.profile_fetched_at
+        ) as other_profile_rows
 
     from recent_members
     left join {{ ref('metrics') }} as metrics
@@ -66,6 +73,18 @@ incomplete as (
         or tenure_rows <> 2
         or ace_rows <> 14
         or rush_rows <> case when has_profile then 2 else 0 end
+
+),
+
+other_profiles as (
+
+    select
+        snapshot_id,
+        player_tag,
+        'metrics with another profile_fetched_at' as problem
+
+    from counted
+    where other_profile_rows > 0
 
 ),
 
@@ -98,5 +117,7 @@ ace_mismatches as (
 )
 
 select * from incomplete
+union all
+select * from other_profiles
 union all
 select * from ace_mismatches

@@ -74,7 +74,9 @@ roster_totals as (
     select
         snapshot_id,
         count(*)::integer as member_count,
-        count(*) filter (where has_profile)::integer as profile_count,
+        count(*) filter (
+            where has_profile and not is_profile_carried
+        )::integer as profile_count,
         count(*) filter (where ranked_trophies is not null)::integer
             as ranked_member_count,
         sum(donations)::bigint as total_donations,

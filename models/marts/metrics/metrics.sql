@@ -10,6 +10,12 @@
     int_member_flows_windowed (donations, activity, tenure),
     int_member_ace_combined (ACE and its components). Here they are unpivoted.
 
+    profile_fetched_at, on every row, is when the profile behind the member's
+    snapshot was fetched (member_snapshot_stats: the run's own, or carried
+    from an earlier snapshot when the run has none; NULL without a profile),
+    so a reader can tell how old the profile-based values (rush, the profile
+    fields of activity) are.
+
     Incremental (delete+insert on the 5-column key): a build adds the rows of
     the clan's snapshots newer than the latest as_of stored for the clan and
     reads only those snapshots' rows from the intermediates (snapshot_id
@@ -69,6 +75,20 @@ rush as (
 member_windows as (
 
     select * from {{ ref('int_member_flows_windowed') }}
+    where
+        snapshot_id
+        = any(array(select new_snapshots.snapshot_id from new_snapshots))
+
+),
+
+member_profiles as (
+
+    select
+        snapshot_id,
+        player_tag,
+        profile_fetched_at
+
+    from {{ ref('member_snapshot_stats') }}
     where
         snapshot_id
         = any(array(select new_snapshots.snapshot_id from new_snapshots))
@@ -473,23 +493,28 @@ final as (
 
     select
         -- ids
-        clan_tag,
-        player_tag,
-        metric_name,
-        metric_window,
-        snapshot_id,
+        unioned.clan_tag,
+        unioned.player_tag,
+        unioned.metric_name,
+        unioned.metric_window,
+        unioned.snapshot_id,
 
         -- numbers
-        metric_value as value,
+        unioned.metric_value as value,
 
         -- properties
-        components,
+        unioned.components,
 
         -- timestamps
-        as_of
+        unioned.as_of,
+        member_profiles.profile_fetched_at
 
     from unioned
-    where metric_value is not null
+    left join member_profiles
+        on
+            unioned.snapshot_id = member_profiles.snapshot_id
+            and unioned.player_tag = member_profiles.player_tag
+    where unioned.metric_value is not null
 
 )
 

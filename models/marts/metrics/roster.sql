@@ -6,10 +6,13 @@
     as <metric>_<window>), so nothing is computed on request.
 
     "Latest" is per metric: the value at the member's latest as_of that has
-    the metric (rush needs a profile: when the last profile fetch failed the
-    rush columns keep the previous snapshot's value). metrics_as_of is the
-    member's latest as_of; last_seen_at the latest snapshot where the
-    member was active.
+    the metric (rush needs a profile; a run without the member's profile
+    carries the previous one forward, so rush is the latest snapshot's as
+    soon as the member has one profile). metrics_as_of is the member's
+    latest as_of; last_seen_at the latest snapshot where the member was
+    active; profile_fetched_at (from the metrics row at metrics_as_of: the
+    latest snapshot's member_snapshot_stats value) when the profile behind
+    the profile columns and rush was fetched.
 
     league_tier_rank orders the ranked tiers (the league_tiers seed's
     tier_rank: 0 Unranked, 1 Skeleton League 1 ... 34 Legend League); an id
@@ -90,7 +93,19 @@ latest_metrics as (
                 and latest.metric_window = '7d'
             order by latest.as_of desc
             limit 1
-        ) as metrics_as_of
+        ) as metrics_as_of,
+        -- the same row: when the latest snapshot's profile was fetched
+        (
+            select latest.profile_fetched_at
+            from {{ ref('metrics') }} as latest
+            where
+                latest.clan_tag = members.clan_tag
+                and latest.player_tag = members.player_tag
+                and latest.metric_name = 'donations_given'
+                and latest.metric_window = '7d'
+            order by latest.as_of desc
+            limit 1
+        ) as profile_fetched_at
 
     from members
 
@@ -129,7 +144,8 @@ final as (
         members.left_at,
         members.updated_at,
         latest_metrics.last_seen_at,
-        latest_metrics.metrics_as_of
+        latest_metrics.metrics_as_of,
+        latest_metrics.profile_fetched_at
 
     from members
     inner join latest_metrics

@@ -94,6 +94,7 @@ HISTORY_COLUMNS = (
     "siege_machines_owned",
     "pets_owned",
     "equipment_owned",
+    "profile_fetched_at",
 )
 
 SNAPSHOT_COLUMNS = (

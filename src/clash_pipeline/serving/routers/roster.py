@@ -31,7 +31,12 @@ ROSTER_DESCRIPTION = (
     "trophy order);\n"
     "4. `player_tag`.\n\n"
     "`trophies` is the raw API value, whose meaning depends on the member's tier: use "
-    "`ranked_trophies` and `battle_mode_trophies`."
+    "`ranked_trophies` and `battle_mode_trophies`.\n\n"
+    "**`profile_fetched_at`**: when the member's profile (`GET /players`) behind the "
+    "profile fields (heroes, units, war stars, capital contributions, rush) was fetched. "
+    "A run fetches a profile only when the member changed (or it is too old); otherwise "
+    "the last profile is carried forward, so this can be earlier than the snapshot. "
+    "`null` when no profile of the member was fetched yet (profile fields `null`)."
 )
 
 
