@@ -597,16 +597,27 @@ def test_prefect_yaml_deployments_parse_and_register(prefect_harness):
 
     config = yaml.safe_load((REPO / "prefect.yaml").read_text())
     model = PrefectYamlModel.model_validate(config)
-    assert {d.name for d in model.deployments} == {"hourly", "freshness"}
+    assert {d.name for d in model.deployments} == {"hourly", "clans", "fanout", "freshness"}
 
     specs = load_deployment_specs()
-    by_flow = {spec.flow_name: spec for spec in specs}
-    assert by_flow[INGEST_FLOW].schedules[0]["cron"] == "5 * * * *"
+    by_flow = {spec.flow_name: spec for spec in specs if spec.schedules}
+    by_name = {f"{spec.flow_name}/{spec.name}": spec for spec in specs}
+    assert set(by_name) == {
+        "clash-ingest/hourly",
+        "clash-ingest/clans",
+        "clash-fanout/fanout",
+        "clash-monitor/freshness",
+    }
+    assert by_name["clash-ingest/hourly"].schedules[0]["cron"] == "5 * * * *"
     assert by_flow[MONITOR_FLOW].schedules[0]["cron"] == "*/30 * * * *"
+    # the fan-out's schedule is off until turned on (instead of clash-ingest/hourly's)
+    assert by_name["clash-fanout/fanout"].schedules[0]["active"] is False
 
     overridden = load_deployment_specs(crons={INGEST_FLOW: "*/15 * * * *"})
+    over = {f"{spec.flow_name}/{spec.name}": spec for spec in overridden}
+    assert over["clash-ingest/clans"].schedules == []  # the child deployment has none
     ids = [
-        {spec.flow_name: spec for spec in overridden}[INGEST_FLOW].to_deployment().apply(),
+        over["clash-ingest/hourly"].to_deployment().apply(),
         by_flow[MONITOR_FLOW].to_deployment().apply(),
     ]
 

@@ -19,6 +19,7 @@ from clash_pipeline.project import prefect_yaml
 
 INGEST_FLOW = "clash-ingest"
 MONITOR_FLOW = "clash-monitor"
+FANOUT_FLOW = "clash-fanout"
 
 
 @dataclass
@@ -80,7 +81,7 @@ def load_deployment_specs(
         flow = _load_flow(str(entry["entrypoint"]), Path(path).parent)
         schedules = [dict(s) for s in entry.get("schedules") or []]
         override = (crons or {}).get(flow.name)
-        if override:
+        if override and schedules:  # a deployment without a schedule (child runs) keeps none
             _check_cron(override, flow.name)
             timezone = schedules[0].get("timezone", "UTC") if schedules else "UTC"
             schedules = [{"cron": override, "timezone": timezone, "active": True}]
