@@ -102,9 +102,7 @@ def chunked(tags: list[str], size: int) -> list[list[str]]:
 def child_options(options: PipelineOptions, *, full: bool = False) -> PipelineOptions:
     """The children's options: the parent's, land only (the parent builds once)."""
     update: dict[str, Any] = {"build_marts": False, "anomaly_checks": False}
-    # ``full`` (fetch everything, issue 14) where PipelineOptions has it
-    if "full" in PipelineOptions.model_fields:
-        update["full"] = full or bool(getattr(options, "full", False))
+    update["full"] = full or options.full  # fetch everything (change-driven polling off)
     return options.model_copy(update=update)
 
 
