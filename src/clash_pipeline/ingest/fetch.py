@@ -97,26 +97,32 @@ def build_client(settings: Settings, target: ApiTarget, keys: KeyPool) -> ClashC
     )
 
 
+@dataclass(frozen=True)
+class _Call:
+    """What every clan's run of one :func:`fetch_clans` call shares."""
+
+    target: ApiTarget
+    trigger: str
+    version: str
+    full: bool
+    policy: PlanPolicy
+
+
 async def _fetch_locked(
-    locks: ClanLockSession,
-    client: ClashClient,
-    db_url: str,
-    clan_tag: str,
-    target: ApiTarget,
-    *,
-    trigger: str,
-    version: str,
-    full: bool,
-    policy: PlanPolicy,
+    locks: ClanLockSession, client: ClashClient, db_url: str, clan_tag: str, call: _Call
 ) -> FetchOutcome:
     """One clan's run under the clan's lock, or a ``skipped`` run if another process has it."""
     recorder = RunRecorder(
-        db_url=db_url, kind="fetch", clan_tags=[clan_tag], schema_version=version, trigger=trigger
+        db_url=db_url,
+        kind="fetch",
+        clan_tags=[clan_tag],
+        schema_version=call.version,
+        trigger=call.trigger,
     )
     if not await asyncio.to_thread(locks.try_lock, clan_tag):
         return await asyncio.to_thread(_skipped, recorder)
     try:
-        return await _fetch_one(client, db_url, recorder, target, full=full, policy=policy)
+        return await _fetch_one(client, db_url, recorder, call)
     finally:
         await asyncio.to_thread(locks.unlock, clan_tag)
 
@@ -135,10 +141,7 @@ async def _fetch_one(
     client: ClashClient,
     db_url: str,
     recorder: RunRecorder,
-    target: ApiTarget,
-    *,
-    full: bool,
-    policy: PlanPolicy,
+    call: _Call,
 ) -> FetchOutcome:
     """One clan's run: open it, fetch, land, close it with its counters or its error."""
     clan_tag = recorder.clan_tags[0]
@@ -146,7 +149,7 @@ async def _fetch_one(
     outcome = FetchOutcome(clan_tag=clan_tag, run_id=recorder.run_id, status="running")
     try:
         bundle = await fetch_clan(
-            lambda: nullcontext(client), db_url, recorder, full=full, policy=policy
+            lambda: nullcontext(client), db_url, recorder, full=call.full, policy=call.policy
         )
     except ClashPipelineError as exc:
         return await _failed(outcome, recorder, exc, snapshot_at=None)
@@ -155,7 +158,9 @@ async def _fetch_one(
         raise
     outcome.note_fetched(bundle)
     try:
-        result = await asyncio.to_thread(land_clan, db_url, recorder, bundle, source=target.source)
+        result = await asyncio.to_thread(
+            land_clan, db_url, recorder, bundle, source=call.target.source
+        )
     except (psycopg.Error, ClashPipelineError) as exc:
         return await _failed(outcome, recorder, exc, snapshot_at=bundle.snapshot_at)
     except BaseException as exc:
@@ -241,29 +246,15 @@ async def fetch_clans(
     ``keys`` defaults to the target's tokens paced by the settings; ``limiter`` paces a
     single token instead (benchmarks and tests that watch one limiter).
     """
-    policy = PlanPolicy.from_settings(settings)
+    call = _Call(target, trigger, schema_version(), full, PlanPolicy.from_settings(settings))
     own_keys = keys is None
     keys = keys or _key_pool(settings, db_url, target, limiter)
-    version = schema_version()
     await asyncio.to_thread(close_abandoned_runs, db_url)  # runs of processes that died
     locks = ClanLockSession(db_url)
     with shutdown.cancel_scope():  # a signal cancels the fetches; each run says cancelled
         try:
             async with build_client(settings, target, keys) as client:
-                runs = (
-                    _fetch_locked(
-                        locks,
-                        client,
-                        db_url,
-                        tag,
-                        target,
-                        trigger=trigger,
-                        version=version,
-                        full=full,
-                        policy=policy,
-                    )
-                    for tag in clan_tags
-                )
+                runs = (_fetch_locked(locks, client, db_url, tag, call) for tag in clan_tags)
                 return list(await asyncio.gather(*runs))
         except asyncio.CancelledError:
             stop = shutdown.cancelled()
