@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import uuid
 from datetime import UTC, datetime
@@ -257,17 +258,34 @@ def test_cli_fetch_writes_the_flows_checkpoint_rows(tmp_path, migrated_db_url, s
             ("warlog", "currentwar", "leaguegroup", "capitalraidseasons"), "first"
         ),
     }
-    assert details == {
-        "failed_requests": 0,
-        "failed_players": 0,
-        "dropped_requests": 0,
-        "dropped_players": 0,
-        "members": outcome.members,
-        "plan": "first",  # the clan's first run: everything
-        "skipped": {},
-        "skipped_requests": 0,
-        "profiles": {"first": outcome.members},
-    }
+    assert (
+        details
+        == {
+            "failed_requests": 0,
+            "failed_players": 0,
+            "dropped_requests": 0,
+            "dropped_players": 0,
+            "members": outcome.members,
+            "plan": "first",  # the clan's first run: everything
+            "skipped": {},
+            "skipped_requests": 0,
+            "profiles": {"first": outcome.members},
+            # one key: every request of the run (its fetch log rows), by fingerprint
+            "keys": [
+                {
+                    "position": 1,
+                    "fingerprint": hashlib.sha256(sim_token(sim_api).encode()).hexdigest()[:12],
+                    "requests": _count(
+                        migrated_db_url,
+                        "select count(*) from raw.fetch_log where run_id = %s",
+                        outcome.run_id,
+                    ),
+                    "throttled": 0,
+                    "rejected": 0,
+                }
+            ],
+        }
+    )
     assert land[:4] == ("land", "succeeded", 1, CLAN)
     assert land[4]["bytes_new"] == outcome.land.bytes_new
 
