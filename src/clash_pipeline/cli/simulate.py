@@ -28,9 +28,19 @@ def simulate_api(
     missing_clan: Annotated[
         list[str] | None, typer.Option(help="A clan tag to answer with notFound.")
     ] = None,
+    activity: Annotated[
+        float | None,
+        typer.Option(
+            min=0.001,
+            max=1.0,
+            help="Chance that a member plays in a given hour, so changes between polls "
+            "(1: everyone changes every hour). [default: 0.12, about 3 sessions a day]",
+        ),
+    ] = None,
 ) -> None:
     """Run the simulated Clash API on its own; point COC_API_BASE_URL at it."""
     from clash_pipeline.simulator.server import serve_forever
+    from clash_pipeline.simulator.world import DEFAULT_ACTIVITY_PER_HOUR
 
     start = common.parse_time(start_time) if start_time else None
     missing = [normalize_tag(t, kind="clan tag") for t in missing_clan or []]
@@ -42,4 +52,5 @@ def simulate_api(
         start_time=start,
         frozen_clock=frozen,
         missing_clans=missing,
+        activity_per_hour=DEFAULT_ACTIVITY_PER_HOUR if activity is None else activity,
     )

@@ -46,7 +46,7 @@ from clash_pipeline.simulator.responses import (
 )
 from clash_pipeline.simulator.routes import DataRequest, cache_window, path_kind, route
 from clash_pipeline.simulator.stats import ServerStats
-from clash_pipeline.simulator.world import World
+from clash_pipeline.simulator.world import DEFAULT_ACTIVITY_PER_HOUR, World
 
 #: The simulator's own default token: not a secret, it opens nothing but this fake API.
 DEFAULT_TOKEN = "sim-token"  # noqa: S105
@@ -82,6 +82,7 @@ class SimulatedClashApi:
         frozen_clock: bool = True,
         missing_clans: Iterable[str] = (),
         faults: FaultConfig | None = None,
+        activity_per_hour: float = DEFAULT_ACTIVITY_PER_HOUR,
     ) -> None:
         self.seed = seed
         self.token = token
@@ -92,7 +93,7 @@ class SimulatedClashApi:
         if missing_clans:
             self.faults.update(missing_clans=set(self.faults.missing_clans) | set(missing_clans))
         self.stats = ServerStats()
-        self.world = World(seed)
+        self.world = World(seed, activity_per_hour=activity_per_hour)
         self._dice = FaultDice(seed)
         self._bucket: TokenBucket | None = None
         self._bucket_lock = threading.Lock()
@@ -155,6 +156,7 @@ class SimulatedClashApi:
             "now": self.clock.now().isoformat().replace("+00:00", "Z"),
             "frozen_clock": self.clock.frozen,
             "seed": self.seed,
+            "activity_per_hour": self.world.activity_per_hour,
             "base_url": self.base_url if self.running else None,
             "faults": self.faults.to_dict(),
             "stats": self.stats.snapshot(),
@@ -284,6 +286,7 @@ def serve_forever(
     frozen_clock: bool = False,
     missing_clans: Iterable[str] = (),
     faults: FaultConfig | None = None,
+    activity_per_hour: float = DEFAULT_ACTIVITY_PER_HOUR,
 ) -> None:
     """Serve in the foreground until Ctrl-C (for ``clash-pipeline simulate-api``).
 
@@ -298,10 +301,12 @@ def serve_forever(
         frozen_clock=frozen_clock,
         missing_clans=missing_clans,
         faults=faults,
+        activity_per_hour=activity_per_hour,
     )
     api.start()
     print(
-        f"Simulated Clash of Clans API at {api.base_url} (seed {seed}, simulated time "
+        f"Simulated Clash of Clans API at {api.base_url} (seed {seed}, activity "
+        f"{activity_per_hour}/h, simulated time "
         f"{api.clock.now():%Y-%m-%d %H:%M} UTC); admin at {api.origin}/_sim/state; Ctrl-C to stop",
         flush=True,
     )

@@ -55,16 +55,23 @@ def _value(ctx: _Context, metric: str) -> int:
 
 
 def achievements(
-    players: Players, ps: PlayerStatic, ts: float, metrics: dict[str, int]
+    players: Players,
+    ps: PlayerStatic,
+    ts: float,
+    metrics: dict[str, int],
+    *,
+    progress_ts: float | None = None,
 ) -> list[Json]:
-    """The ``achievements`` of a player body: those released by ``ts``, in the API's order."""
+    """The ``achievements`` of a player body: those released by ``ts``, in the API's order,
+    with their values as of ``progress_ts`` (the player's last session; default ``ts``)."""
     draws = players.draws(ps.tag)
+    at = ts if progress_ts is None else progress_ts
     out = []
     for ach in T.ACHIEVEMENTS:
         released = ach.released.timestamp() if ach.released else -math.inf
         if ts < released:
             continue
-        value = _value(_Context(ps, draws, players, ts, metrics, released), ach.metric)
+        value = _value(_Context(ps, draws, players, at, metrics, released), ach.metric)
         stars = sum(1 for target in ach.targets if value >= target)
         target = ach.targets[min(stars, 2)]
         out.append(
