@@ -57,6 +57,7 @@ def demo(
         typer.Option(
             min=0.001,
             max=1.0,
+            envvar="SIM_ACTIVITY_PER_HOUR",
             help="Chance that a simulated member plays in a given hour. [default: 0.12]",
         ),
     ] = None,

@@ -33,6 +33,7 @@ def simulate_api(
         typer.Option(
             min=0.001,
             max=1.0,
+            envvar="SIM_ACTIVITY_PER_HOUR",
             help="Chance that a member plays in a given hour, so changes between polls "
             "(1: everyone changes every hour). [default: 0.12, about 3 sessions a day]",
         ),

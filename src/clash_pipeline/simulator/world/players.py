@@ -53,6 +53,22 @@ DEFAULT_ACTIVITY_PER_HOUR = 0.12
 ACTIVITY_SCAN_HOURS = 14 * 24
 _ACTIVITY_SALT = 0x5E5510
 
+#: Bound of the per-member memos: 1,000 clans of 50 members, now and a day earlier.
+MEMO_SIZE = 131072
+
+#: What a member's state takes from the clock rather than from their sessions:
+#: (start of the season, tournament week, after the split).
+ClockKey = tuple[float, int, bool]
+
+
+@lru_cache(maxsize=4096)
+def clock_key(hour: int) -> ClockKey:
+    """The clock's part of the member state of ``hour`` (seasons, tournament weeks and the
+    split all turn on whole hours)."""
+    t = to_dt(hour * HOUR_S)
+    return tl.season_bounds(t)[0].timestamp(), tl.tournament_week(t), t >= tl.SPLIT_INSTANT
+
+
 #: Battle-mode trophies around which a player of each town hall sits.
 _TROPHY_BASE = {
     3: 300, 4: 500, 5: 700, 6: 900, 7: 1150, 8: 1400, 9: 1700, 10: 2050, 11: 2400,
@@ -74,6 +90,7 @@ class TownHallSchedule:
     ref: int  # town hall at TH_REF
     period: float  # seconds between upgrades
     times: list[tuple[int, float]]  # (town hall, time reached); the first one at -inf
+    reached: tuple[float, ...] = ()  # time reached by town hall level 0..20 (a lookup table)
 
     def town_hall_at(self, ts: float) -> tuple[int, float, float | None]:
         """(town hall, time reached, time of the next upgrade or None) at ``ts``."""
@@ -88,6 +105,11 @@ class TownHallSchedule:
         return current, reached, nxt
 
     def reached_at(self, level: int) -> float:
+        if 0 <= level < len(self.reached):
+            return self.reached[level]
+        return self._reached_at(level)
+
+    def _reached_at(self, level: int) -> float:
         for th, when in self.times:
             if th >= level:
                 return when
@@ -213,8 +235,10 @@ class Players:
         self.draws = lru_cache(maxsize=8192)(self._make_draws)
         self._names = lru_cache(maxsize=65536)(self._make_names)
         self._schedule = lru_cache(maxsize=65536)(self._make_schedule)
-        self._member_states: Memo[tuple[str, int], MemberState] = Memo(32768)
-        self._last_played: Memo[tuple[str, int], int] = Memo(65536)
+        # Sized for 1,000 clans of 50 (members now and a day earlier, for the previous rank);
+        # an idle member's state is shared by all the hours until they play again.
+        self._member_states: Memo[tuple[str, int, ClockKey], MemberState] = Memo(MEMO_SIZE)
+        self._last_played: Memo[tuple[str, int], int] = Memo(MEMO_SIZE)
 
     # -- statics -------------------------------------------------------------------------------
     def _make_player_static(self, tag: str) -> PlayerStatic | None:
@@ -287,7 +311,9 @@ class Players:
                 when = previous
             times.append((level, when))
             previous = when
-        return TownHallSchedule(ref, period, times)
+        schedule = TownHallSchedule(ref, period, times)
+        schedule.reached = tuple(schedule._reached_at(level) for level in range(21))
+        return schedule
 
     def town_hall(self, tag: str, ts: float) -> int:
         """The town hall at ``ts``, as of the player's last session."""
@@ -354,7 +380,12 @@ class Players:
     def _scan_back(self, tag: str, hour: int) -> int:
         number = tag_number(tag)
         seed, threshold = self.seed, self._activity_threshold
-        for h in range(hour, hour - ACTIVITY_SCAN_HOURS, -1):
+        if mix64(seed, number, hour, _ACTIVITY_SALT) < threshold:
+            return hour
+        before = self._last_played.peek((tag, hour - 1))  # the previous hour's answer
+        if before is not None and before > hour - ACTIVITY_SCAN_HOURS:
+            return before
+        for h in range(hour - 1, hour - ACTIVITY_SCAN_HOURS, -1):
             if mix64(seed, number, h, _ACTIVITY_SALT) < threshold:
                 return h
         return hour - ACTIVITY_SCAN_HOURS
@@ -474,12 +505,16 @@ class Players:
         """The small, per-member numbers the clan and member list need (cached by hour: they
         change only at hour boundaries)."""
         hour = math.floor(ts / HOUR_S)
-        return self._member_states.get((tag, hour), lambda: self._make_member_state(tag, hour))
+        eff_hour = self.last_played_hour(tag, hour)
+        key = (tag, eff_hour, clock_key(hour))
+        return self._member_states.get(key, lambda: self._make_member_state(tag, hour, eff_hour))
 
-    def _make_member_state(self, tag: str, hour: int) -> MemberState:
+    def _make_member_state(self, tag: str, hour: int, eff_hour: int) -> MemberState:
+        """The state of hour ``hour``: a function of the last session ``eff_hour`` and of
+        the clock's season, tournament week and split only (see :func:`clock_key`)."""
         ps = self.static(tag)
         ts = hour * HOUR_S
-        eff = self.played_at(tag, ts)
+        eff = eff_hour * HOUR_S
         th, _, _ = ps.town_hall_at(eff)
         # Battle-mode trophies froze for everyone at the split, played or not.
         legacy, best = self.legacy_trophies(ps, SPLIT if ts >= SPLIT else eff)
