@@ -51,7 +51,10 @@ def entry_key(member: dict[str, Any]) -> tuple[Any, ...]:
 
 def measure(world: World, clans: list[str], start: datetime, hours: int) -> dict[str, Any]:
     """Counts over every (member, hour) pair in which the member is in the clan both hours."""
-    counts: Counter[str] = Counter()
+    names = ("member_hours", "played", "entry_changed", "profile_changed")
+    counts: Counter[str] = Counter(
+        dict.fromkeys((*names, "profile_changed_entry_unchanged", "of_which_played"), 0)
+    )
     fields: Counter[str] = Counter()
     previous: dict[str, tuple[tuple[Any, ...], bytes, dict[str, Any], float]] = {}
     for hour in range(hours + 1):
@@ -61,7 +64,12 @@ def measure(world: World, clans: list[str], start: datetime, hours: int) -> dict
             for member in world.members(clan, t):
                 tag = member["tag"]
                 body = world.player(tag, t) or {}
-                state = (entry_key(member), json_bytes(body), body, world.played_at(tag, t.timestamp()))
+                state = (
+                    entry_key(member),
+                    json_bytes(body),
+                    body,
+                    world.played_at(tag, t.timestamp()),
+                )
                 current[tag] = state
                 if tag not in previous:
                     continue
@@ -104,7 +112,9 @@ def main() -> None:
     world = World(args.seed, activity_per_hour=args.activity)
     clans = [random_tag(args.seed, "bench-clan", i) for i in range(args.clans)]
     result = measure(world, clans, START, args.hours)
-    print(json.dumps({"clans": args.clans, "hours": args.hours, "activity": args.activity, **result}))
+    print(
+        json.dumps({"clans": args.clans, "hours": args.hours, "activity": args.activity, **result})
+    )
 
 
 if __name__ == "__main__":

@@ -224,7 +224,9 @@ def main() -> None:
         headers = {"Authorization": f"Bearer {token}"}
         limits = httpx.Limits(max_connections=args.workers, max_keepalive_connections=args.workers)
         with httpx.Client(base_url=base_url, headers=headers, limits=limits, timeout=60) as client:
-            bench = Bench(client, psutil.Process(proc.pid), base_url.removesuffix("/v1"), args.workers)
+            bench = Bench(
+                client, psutil.Process(proc.pid), base_url.removesuffix("/v1"), args.workers
+            )
             clans = [random_tag(7, "bench-clan", i) for i in range(args.clans)]
             result = run(bench, clans)
     finally:

@@ -167,8 +167,8 @@ def _clean_env(home: Path) -> dict[str, str]:
         and key not in ("DATABASE_URL", "VIRTUAL_ENV", "PYTHONPATH")
     }
     env["CLASH_PIPELINE_HOME"] = str(home)
-    # Issue 14 made simulated members play now and then (``demo --activity``, default
-    # 0.12 an hour); at 1 every member moves every hour, which gives the bytes of the
+    # Issue 14 made simulated members play now and then (``SIM_ACTIVITY_PER_HOUR``,
+    # default 0.12 an hour); at 1 every member moves every hour, which gives the bytes of the
     # simulator before it (a version without the option ignores the variable).
     env["SIM_ACTIVITY_PER_HOUR"] = "1"
     return env

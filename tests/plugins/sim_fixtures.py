@@ -39,17 +39,13 @@ def make_sim_client(
 
 @pytest.fixture
 def sim_api() -> Iterator[SimulatedClashApi]:
-    with SimulatedClashApi(
-        seed=SIM_SEED, token=SIM_TOKEN, activity_per_hour=SIM_ACTIVITY
-    ) as api:
+    with SimulatedClashApi(seed=SIM_SEED, token=SIM_TOKEN, activity_per_hour=SIM_ACTIVITY) as api:
         yield api
 
 
 @pytest.fixture(scope="session")
 def sim_api_session() -> Iterator[SimulatedClashApi]:
-    with SimulatedClashApi(
-        seed=SIM_SEED, token=SIM_TOKEN, activity_per_hour=SIM_ACTIVITY
-    ) as api:
+    with SimulatedClashApi(seed=SIM_SEED, token=SIM_TOKEN, activity_per_hour=SIM_ACTIVITY) as api:
         yield api
 
 

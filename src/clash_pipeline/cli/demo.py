@@ -52,15 +52,6 @@ def demo(
         list[str] | None, typer.Option("--clan", "-c", help="Clan tag(s) to simulate.")
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed of the simulated world.")] = 42,
-    activity: Annotated[
-        float | None,
-        typer.Option(
-            min=0.001,
-            max=1.0,
-            envvar="SIM_ACTIVITY_PER_HOUR",
-            help="Chance that a simulated member plays in a given hour. [default: 0.12]",
-        ),
-    ] = None,
     build_every: Annotated[
         int | None,
         typer.Option(
@@ -89,7 +80,6 @@ def demo(
     DATABASE_URL); the simulated clock advances between runs.
     """
     from clash_pipeline.simulator.server import SimulatedClashApi
-    from clash_pipeline.simulator.world import DEFAULT_ACTIVITY_PER_HOUR
 
     settings = load_settings()
     tags = [normalize_tag(t, kind="clan tag") for t in clan] if clan else DEMO_CLAN_TAGS
@@ -105,9 +95,9 @@ def demo(
         dbt_project=dbt_project,
     )
     t0 = time.perf_counter()
-    per_hour = DEFAULT_ACTIVITY_PER_HOUR if activity is None else activity
+    activity = common.sim_activity()
     with SimulatedClashApi(
-        seed=seed, token=token, frozen_clock=True, activity_per_hour=per_hour
+        seed=seed, token=token, frozen_clock=True, activity_per_hour=activity
     ) as sim:
         reports = _run_days(sim, token, tags, plan)
     elapsed = time.perf_counter() - t0

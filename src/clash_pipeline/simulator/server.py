@@ -71,7 +71,7 @@ class _HangUp(Exception):
 class SimulatedClashApi:
     """A simulated Clash of Clans API on loopback (see the module docstring)."""
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 - keyword-only settings of one server
         self,
         *,
         seed: int = 0,
@@ -276,7 +276,7 @@ class SimulatedClashApi:
         return response
 
 
-def serve_forever(
+def serve_forever(  # noqa: PLR0913 - keyword-only settings of one server
     *,
     host: str,
     port: int,
