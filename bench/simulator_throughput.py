@@ -35,6 +35,7 @@ import secrets
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -91,14 +92,28 @@ class Phase:
 
 @dataclass
 class Bench:
-    client: httpx.Client
+    base_url: str
+    token: str
     server: psutil.Process
-    admin: str
     workers: int
     phases: list[Phase] = field(default_factory=list)
+    _local: threading.local = field(default_factory=threading.local)
+
+    @property
+    def admin(self) -> str:
+        return self.base_url.removesuffix("/v1")
+
+    def client(self) -> httpx.Client:
+        """One keep-alive client per thread (each thread is one request in flight)."""
+        client: httpx.Client | None = getattr(self._local, "client", None)
+        if client is None:
+            headers = {"Authorization": f"Bearer {self.token}"}
+            client = httpx.Client(base_url=self.base_url, headers=headers, timeout=60)
+            self._local.client = client
+        return client
 
     def get(self, path: str) -> Any:
-        response = self.client.get(path)
+        response = self.client().get(path)
         response.raise_for_status()
         return len(response.content), response.json()
 
@@ -221,14 +236,9 @@ def main() -> None:
     token = secrets.token_urlsafe(16)
     proc, base_url = start_server(token)
     try:
-        headers = {"Authorization": f"Bearer {token}"}
-        limits = httpx.Limits(max_connections=args.workers, max_keepalive_connections=args.workers)
-        with httpx.Client(base_url=base_url, headers=headers, limits=limits, timeout=60) as client:
-            bench = Bench(
-                client, psutil.Process(proc.pid), base_url.removesuffix("/v1"), args.workers
-            )
-            clans = [random_tag(7, "bench-clan", i) for i in range(args.clans)]
-            result = run(bench, clans)
+        bench = Bench(base_url, token, psutil.Process(proc.pid), args.workers)
+        clans = [random_tag(7, "bench-clan", i) for i in range(args.clans)]
+        result = run(bench, clans)
     finally:
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=30)
