@@ -10,8 +10,8 @@ One scenario for the module (``scenario``), then one assertion theme per test:
 * runs 3-12 landed, ``dbt build`` of the member marts: an incremental batch of
   ten snapshots, with the re-join in it;
 * ``dbt build`` again with no new run;
-* one more run one simulated minute later (a few members change, most do
-  not), ``dbt build``;
+* one more run one simulated hour later (the members who played in that hour
+  change, most do not: the simulator's activity model), ``dbt build``;
 * checksums of every public mart, ``dbt build --full-refresh``, checksums again.
 
 The later builds select the member marts only and leave out the unit tests
@@ -47,9 +47,9 @@ from clash_pipeline.warehouse.migrations import migrate
 from tests.plugins.sim_fixtures import SIM_SEED, SIM_TOKEN
 
 RUN_STEP = timedelta(hours=6)
-RUNS = 13  # runs 0..12, 6 h apart; then one more, a minute after run 12
+RUNS = 13  # runs 0..12, 6 h apart; then one more, an hour after run 12
 FIRST_BATCH = 3  # runs 0..2 go into the first (full) build
-LAST_STEP = timedelta(minutes=1)
+LAST_STEP = timedelta(hours=1)  # members change only at hours they play in
 VARS = {"staging_test_days": 0}
 
 MEMBER_MARTS = [
@@ -527,7 +527,7 @@ def test_one_new_run_rewrites_only_the_changed_members(scenario):
     new = {m["tag"]: state(m, new_profiles, new_war) for m in new_roster}
     changed = {tag for tag in new if old.get(tag) != new[tag]} | (set(old) - set(new))
     assert {player for _, player in rewritten} == changed
-    # a minute of simulated time: some members changed, not all of them
+    # an hour of simulated time: the members who played changed, not all of them
     assert 0 < len(changed) < len(new)
     departed = {key for key, r in after.items() if not r["is_current"]}
     assert departed and not departed & rewritten

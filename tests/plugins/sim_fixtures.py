@@ -1,7 +1,8 @@
 """Fixtures for the simulated Clash of Clans API (clash_pipeline.simulator).
 
 * ``sim_api``: a fresh server per test (seed 7, token "test-token", frozen clock at
-  the default start, 2026-11-02T08:00Z); change its clock and faults freely.
+  the default start, 2026-11-02T08:00Z, the default activity: each member plays in a
+  given hour with probability ``SIM_ACTIVITY``); change its clock and faults freely.
 * ``sim_api_session``: one server for the whole session; read from it, but do not
   change its clock or faults (use ``sim_api`` for that).
 * ``sim_client``: an httpx client on ``sim_api`` with the token set.
@@ -17,9 +18,11 @@ import httpx
 import pytest
 
 from clash_pipeline.simulator import SimulatedClashApi
+from clash_pipeline.simulator.world import DEFAULT_ACTIVITY_PER_HOUR
 
 SIM_SEED = 7
 SIM_TOKEN = "test-token"  # noqa: S105 - the simulator's token opens nothing else
+SIM_ACTIVITY = DEFAULT_ACTIVITY_PER_HOUR  # the chance that a member plays in a given hour
 
 
 def make_sim_client(
@@ -36,13 +39,13 @@ def make_sim_client(
 
 @pytest.fixture
 def sim_api() -> Iterator[SimulatedClashApi]:
-    with SimulatedClashApi(seed=SIM_SEED, token=SIM_TOKEN) as api:
+    with SimulatedClashApi(seed=SIM_SEED, token=SIM_TOKEN, activity_per_hour=SIM_ACTIVITY) as api:
         yield api
 
 
 @pytest.fixture(scope="session")
 def sim_api_session() -> Iterator[SimulatedClashApi]:
-    with SimulatedClashApi(seed=SIM_SEED, token=SIM_TOKEN) as api:
+    with SimulatedClashApi(seed=SIM_SEED, token=SIM_TOKEN, activity_per_hour=SIM_ACTIVITY) as api:
         yield api
 
 

@@ -165,3 +165,23 @@ def _cancelled(report: IngestReport | None) -> shutdown.Cancelled:
         detail=f"{len(report.cancelled)} clan run(s) recorded as cancelled in "
         f"ops.ingest_runs; {marts}; the next run catches up",
     )
+
+
+def sim_activity() -> float:
+    """The simulated members' chance to play in an hour: ``SIM_ACTIVITY_PER_HOUR`` or the
+    simulator's default (see README "The simulated Clash API")."""
+    from clash_pipeline.simulator.world import DEFAULT_ACTIVITY_PER_HOUR
+
+    raw = os.environ.get("SIM_ACTIVITY_PER_HOUR", "").strip()
+    if not raw:
+        return DEFAULT_ACTIVITY_PER_HOUR
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not 0 < value <= 1:
+        raise ConfigError(
+            f"invalid SIM_ACTIVITY_PER_HOUR {raw!r}",
+            hint="a chance per hour in (0, 1], e.g. 0.12; unset it for the default",
+        )
+    return value

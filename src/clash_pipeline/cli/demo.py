@@ -96,7 +96,10 @@ def demo(
         dbt_project=dbt_project,
     )
     t0 = time.perf_counter()
-    with SimulatedClashApi(seed=seed, token=token, frozen_clock=True) as sim:
+    activity = common.sim_activity()
+    with SimulatedClashApi(
+        seed=seed, token=token, frozen_clock=True, activity_per_hour=activity
+    ) as sim:
         reports = _run_days(sim, token, tags, plan)
     elapsed = time.perf_counter() - t0
     _print_demo_summary(url, tags, plan, reports, elapsed)

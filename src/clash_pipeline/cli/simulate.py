@@ -12,7 +12,7 @@ from clash_pipeline.cli import common
 __all__ = ["simulate_api"]
 
 
-def simulate_api(
+def simulate_api(  # noqa: PLR0913, PLR0917 - one typer option per parameter
     host: Annotated[str, typer.Option(help="Interface to listen on (loopback).")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port (0 picks a free one).")] = 8765,
     seed: Annotated[int, typer.Option(help="Seed of the simulated world.")] = 0,
@@ -36,6 +36,16 @@ def simulate_api(
     missing_clan: Annotated[
         list[str] | None, typer.Option(help="A clan tag to answer with notFound.")
     ] = None,
+    activity: Annotated[
+        float | None,
+        typer.Option(
+            min=0.001,
+            max=1.0,
+            envvar="SIM_ACTIVITY_PER_HOUR",
+            help="Chance that a member plays in a given hour, so changes between polls "
+            "(1: everyone changes every hour). [default: 0.12, about 3 sessions a day]",
+        ),
+    ] = None,
 ) -> None:
     """Run the simulated Clash API on its own; point COC_API_BASE_URL at it.
 
@@ -44,6 +54,7 @@ def simulate_api(
     """
     from clash_pipeline.simulator.faults import FaultConfig
     from clash_pipeline.simulator.server import DEFAULT_TOKEN, serve_forever
+    from clash_pipeline.simulator.world import DEFAULT_ACTIVITY_PER_HOUR
 
     tokens = token or [DEFAULT_TOKEN]
     start = common.parse_time(start_time) if start_time else None
@@ -59,4 +70,5 @@ def simulate_api(
         faults=FaultConfig(
             accepted_tokens=set(tokens[1:]), invalid_ip_tokens=set(invalid_ip_token or [])
         ),
+        activity_per_hour=DEFAULT_ACTIVITY_PER_HOUR if activity is None else activity,
     )

@@ -52,7 +52,7 @@ from clash_pipeline.simulator.responses import (
 )
 from clash_pipeline.simulator.routes import DataRequest, cache_window, path_kind, route
 from clash_pipeline.simulator.stats import ServerStats
-from clash_pipeline.simulator.world import World
+from clash_pipeline.simulator.world import DEFAULT_ACTIVITY_PER_HOUR, World
 
 #: The simulator's own default token: not a secret, it opens nothing but this fake API.
 DEFAULT_TOKEN = "sim-token"  # noqa: S105
@@ -79,7 +79,7 @@ class _HangUp(Exception):
 class SimulatedClashApi:
     """A simulated Clash of Clans API on loopback (see the module docstring)."""
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 - keyword-only settings of one server
         self,
         *,
         seed: int = 0,
@@ -90,6 +90,7 @@ class SimulatedClashApi:
         frozen_clock: bool = True,
         missing_clans: Iterable[str] = (),
         faults: FaultConfig | None = None,
+        activity_per_hour: float = DEFAULT_ACTIVITY_PER_HOUR,
     ) -> None:
         """``token`` is always accepted, and FaultConfig's ``accepted_tokens`` too (a key
         pool); its ``invalid_ip_tokens`` get 403 ``accessDenied.invalidIp``."""
@@ -102,7 +103,7 @@ class SimulatedClashApi:
         if missing_clans:
             self.faults.update(missing_clans=set(self.faults.missing_clans) | set(missing_clans))
         self.stats = ServerStats()
-        self.world = World(seed)
+        self.world = World(seed, activity_per_hour=activity_per_hour)
         self._dice = FaultDice(seed)
         self._buckets: dict[str, TokenBucket] = {}  # per token, as the real API limits keys
         self._bucket_lock = threading.Lock()
@@ -165,6 +166,7 @@ class SimulatedClashApi:
             "now": self.clock.now().isoformat().replace("+00:00", "Z"),
             "frozen_clock": self.clock.frozen,
             "seed": self.seed,
+            "activity_per_hour": self.world.activity_per_hour,
             "base_url": self.base_url if self.running else None,
             "faults": self.faults.to_dict(),
             "stats": self.stats.snapshot(),
@@ -301,7 +303,7 @@ class SimulatedClashApi:
         return response
 
 
-def serve_forever(
+def serve_forever(  # noqa: PLR0913 - keyword-only settings of one server
     *,
     host: str,
     port: int,
@@ -311,6 +313,7 @@ def serve_forever(
     frozen_clock: bool = False,
     missing_clans: Iterable[str] = (),
     faults: FaultConfig | None = None,
+    activity_per_hour: float = DEFAULT_ACTIVITY_PER_HOUR,
 ) -> None:
     """Serve in the foreground until Ctrl-C (for ``clash-pipeline simulate-api``).
 
@@ -325,10 +328,12 @@ def serve_forever(
         frozen_clock=frozen_clock,
         missing_clans=missing_clans,
         faults=faults,
+        activity_per_hour=activity_per_hour,
     )
     api.start()
     print(
-        f"Simulated Clash of Clans API at {api.base_url} (seed {seed}, simulated time "
+        f"Simulated Clash of Clans API at {api.base_url} (seed {seed}, activity "
+        f"{activity_per_hour}/h, simulated time "
         f"{api.clock.now():%Y-%m-%d %H:%M} UTC); admin at {api.origin}/_sim/state; Ctrl-C to stop",
         flush=True,
     )

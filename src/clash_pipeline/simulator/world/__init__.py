@@ -11,7 +11,10 @@ How the world moves (all times UTC), one module per domain:
 * **Players** (:mod:`.players`, :mod:`.player_profile`, :mod:`.units`,
   :mod:`.achievements`): town halls step up with time, unit levels follow a lab
   progress that never decreases, counters only grow, donations reset each season;
-  after the 2025 split most players get a league tier with weekly tournaments.
+  after the 2025 split most players get a league tier with weekly tournaments. Each
+  member plays in a given hour with probability ``activity_per_hour`` and shows what
+  they earned as of their last session, so most members do not change between hourly
+  polls.
 * **Wars** (:mod:`.wars`, :mod:`.war_schedule`): a war slot every 60-78 h, skipped now
   and then and never during league days; attacks appear as their time passes.
 * **CWL** (:mod:`.cwl`): from the 1st 08:00 to the 11th 08:00 of every month each clan
@@ -33,11 +36,17 @@ from clash_pipeline.simulator.world.clans import POOL_SIZE, Clans, ClanStatic
 from clash_pipeline.simulator.world.common import Json, to_ts
 from clash_pipeline.simulator.world.cwl import ClanWarLeagues
 from clash_pipeline.simulator.world.player_profile import PlayerProfiles
-from clash_pipeline.simulator.world.players import MemberState, Players, PlayerStatic
+from clash_pipeline.simulator.world.players import (
+    DEFAULT_ACTIVITY_PER_HOUR,
+    MemberState,
+    Players,
+    PlayerStatic,
+)
 from clash_pipeline.simulator.world.raids import RAIDS_DEFAULT_COUNT, Raids, RaidTarget, raid_target
 from clash_pipeline.simulator.world.war_schedule import WARLOG_DEFAULT_COUNT, Wars
 
 __all__ = [
+    "DEFAULT_ACTIVITY_PER_HOUR",
     "POOL_SIZE",
     "RAIDS_DEFAULT_COUNT",
     "WARLOG_DEFAULT_COUNT",
@@ -50,10 +59,13 @@ __all__ = [
 class World:
     """Deterministic generator of every API body, for one seed."""
 
-    def __init__(self, seed: int = 0) -> None:
+    def __init__(
+        self, seed: int = 0, *, activity_per_hour: float = DEFAULT_ACTIVITY_PER_HOUR
+    ) -> None:
         self.seed = seed
+        self.activity_per_hour = activity_per_hour
         self.clans = Clans(seed)
-        self.players = Players(seed, self.clans)
+        self.players = Players(seed, self.clans, activity_per_hour)
         self.cwl = ClanWarLeagues(seed, self.clans, self.players)
         self.wars = Wars(seed, self.clans, self.players, self.cwl)
         self.raids = Raids(seed, self.clans, self.players)
@@ -91,6 +103,10 @@ class World:
 
     def player_name(self, tag: str) -> str:
         return self.players.player_name(tag)
+
+    def played_at(self, tag: str, ts: float) -> float:
+        """The start of the player's last session hour at or before ``ts``."""
+        return self.players.played_at(tag, ts)
 
     def member_state(self, tag: str, ts: float) -> MemberState:
         """The small, per-member numbers the clan and member list need (cached)."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 
 from clash_pipeline.simulator import tables as T
 from clash_pipeline.simulator.world.common import Json, counter
@@ -54,26 +55,48 @@ def _value(ctx: _Context, metric: str) -> int:
     return derive(ctx) if derive is not None else 0
 
 
+#: (achievement, release time) in the API's order.
+_RELEASED = tuple(
+    (ach, ach.released.timestamp() if ach.released else -math.inf) for ach in T.ACHIEVEMENTS
+)
+
+
+@lru_cache(maxsize=1024)
+def _info(template: str, target: int) -> str:
+    return template.format(target=target)
+
+
 def achievements(
-    players: Players, ps: PlayerStatic, ts: float, metrics: dict[str, int]
+    players: Players,
+    ps: PlayerStatic,
+    ts: float,
+    metrics: dict[str, int],
+    *,
+    progress_ts: float | None = None,
 ) -> list[Json]:
-    """The ``achievements`` of a player body: those released by ``ts``, in the API's order."""
+    """The ``achievements`` of a player body: those released by ``ts``, in the API's order,
+    with their values as of ``progress_ts`` (the player's last session; default ``ts``)."""
     draws = players.draws(ps.tag)
+    at = ts if progress_ts is None else progress_ts
     out = []
-    for ach in T.ACHIEVEMENTS:
-        released = ach.released.timestamp() if ach.released else -math.inf
+    for ach, released in _RELEASED:
         if ts < released:
             continue
-        value = _value(_Context(ps, draws, players, ts, metrics, released), ach.metric)
-        stars = sum(1 for target in ach.targets if value >= target)
-        target = ach.targets[min(stars, 2)]
+        metric = ach.metric
+        if metric in metrics:
+            value = metrics[metric]
+        else:
+            value = _value(_Context(ps, draws, players, at, metrics, released), metric)
+        targets = ach.targets
+        stars = (value >= targets[0]) + (value >= targets[1]) + (value >= targets[2])
+        target = targets[min(stars, 2)]
         out.append(
             {
                 "name": ach.name,
                 "stars": stars,
                 "value": value,
                 "target": target,
-                "info": ach.info.format(target=target),
+                "info": _info(ach.info, target),
                 "completionInfo": ach.completion.format(value=value) if ach.completion else None,
                 "village": ach.village,
             }

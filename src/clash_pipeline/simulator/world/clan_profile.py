@@ -12,7 +12,7 @@ from datetime import datetime
 from clash_pipeline.simulator import tables as T
 from clash_pipeline.simulator import timeline as tl
 from clash_pipeline.simulator.world.clans import Clans, ClanStatic
-from clash_pipeline.simulator.world.common import DAY_S, SPLIT, Json, badge, to_dt, to_ts
+from clash_pipeline.simulator.world.common import DAY_S, SPLIT, Json, Memo, badge, to_dt, to_ts
 from clash_pipeline.simulator.world.players import MemberState, Players
 
 #: (wins, ties, losses, win streak) of a clan at a time.
@@ -29,9 +29,16 @@ class ClanProfiles:
         self._clans = clans
         self._players = players
         self._war_record = war_record
+        # The clan body and the member list of one poll share the entries (a small memo:
+        # the caller gets copies, since the server may add fields to a body).
+        self._members: Memo[tuple[str, float], list[Json]] = Memo(256)
 
     def members(self, clan_tag: str, ts: float) -> list[Json]:
         """Items of ``GET /clans/{tag}/members`` at ``ts``, ranked like the game does."""
+        entries = self._members.get((clan_tag, ts), lambda: self._make_members(clan_tag, ts))
+        return [dict(entry) for entry in entries]
+
+    def _make_members(self, clan_tag: str, ts: float) -> list[Json]:
         cs = self._clans.clan_static(clan_tag)
         indices = self._clans.roster(clan_tag, ts)
         tags = [self._clans.player_tag(clan_tag, i) for i in indices]

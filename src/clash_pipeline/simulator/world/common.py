@@ -97,6 +97,14 @@ class Memo(Generic[K, V]):
         self._data: OrderedDict[K, V] = OrderedDict()
         self._lock = threading.Lock()
 
+    def peek(self, key: K) -> V | None:
+        """The memoised value of ``key``, or None (computes nothing)."""
+        with self._lock:
+            return self._data.get(key)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
     def get(self, key: K, make: Callable[[], V]) -> V:
         with self._lock:
             if key in self._data:

@@ -2,7 +2,10 @@
 
 Fields appear and disappear with the game's history (builder base 2.0, the 2025
 split, hero equipment, ...), at the dates :mod:`clash_pipeline.simulator.timeline`
-names; the order of the keys is the real API's.
+names; the order of the keys is the real API's. Everything the player earns by playing
+is shown as of their last session (``state["eff"]``, see :mod:`.players`); clan, role,
+season and tournament week follow the clock. The member-list entry and the profile come
+from the same :class:`MemberState`, so they agree.
 """
 
 from __future__ import annotations
@@ -46,16 +49,18 @@ class PlayerProfiles:
             return None
         ts = to_ts(t)
         state = self._players.member_state(tag, ts)
+        eff = state["eff"]  # the player's last session: what they earned shows as of then
         body: Json = {"tag": tag, "name": state["name"], "townHallLevel": state["th"]}
-        body.update(self._home_numbers(ps, state, ts))
+        body.update(self._home_numbers(ps, state, eff))
         body.update(self._builder_numbers(ps, state, t))
         body.update(self._clan_numbers(ps, state, ts))
         body.update(self._leagues(ps, state, t))
-        body["achievements"] = achievements(self._players, ps, ts, self._metrics(ps, state, ts))
+        metrics = self._metrics(ps, state, eff)
+        body["achievements"] = achievements(self._players, ps, ts, metrics, progress_ts=eff)
         if t >= tl.PLAYER_HOUSE_FROM:
             body["playerHouse"] = {"elements": ps.house}
         body["labels"] = ps.labels
-        units = army(self.seed, ps, self._players.draws(tag), ts)
+        units = army(self.seed, ps, self._players.draws(tag), eff)
         body["troops"] = units.troops
         body["heroes"] = units.heroes
         if t >= tl.HERO_EQUIPMENT_FROM:
@@ -65,6 +70,7 @@ class PlayerProfiles:
         return body
 
     def _home_numbers(self, ps: PlayerStatic, state: MemberState, ts: float) -> Json:
+        """Home village numbers; ``ts`` is the player's last session."""
         th = state["th"]
         out: Json = {}
         if th >= 12:
@@ -82,7 +88,8 @@ class PlayerProfiles:
     @staticmethod
     def _builder_numbers(ps: PlayerStatic, state: MemberState, t: datetime) -> Json:
         """Builder base numbers, under their names before and after builder base 2.0."""
-        bh, _ = ps.builder_hall_at(to_ts(t))
+        eff = state["eff"]
+        bh, _ = ps.builder_hall_at(eff)
         out: Json = {}
         if bh:
             out["builderHallLevel"] = bh
@@ -94,7 +101,7 @@ class PlayerProfiles:
             out["bestBuilderBaseTrophies"] = state["bb_best"]
         if t < tl.VERSUS_FIELDS_UNTIL:
             out["bestVersusTrophies"] = state["bb_best"]
-            out["versusBattleWins"] = counter(0.5 * ps.activity, ps.created, to_ts(t))
+            out["versusBattleWins"] = counter(0.5 * ps.activity, ps.created, eff)
         return out
 
     def _clan_numbers(self, ps: PlayerStatic, state: MemberState, ts: float) -> Json:
@@ -103,13 +110,14 @@ class PlayerProfiles:
         out: Json = {}
         if membership is not None and cs is not None:
             out["role"] = self._clans.role(cs, membership[1], ts)
-        war_pref_phase = math.floor(ts / DAY_S / ps.war_pref_period_days)
+        eff = state["eff"]  # war preference and capital gold move at the player's sessions
+        war_pref_phase = math.floor(eff / DAY_S / ps.war_pref_period_days)
         out["warPreference"] = (
             "in" if unit(self.seed, "pref", ps.tag, war_pref_phase) < 0.8 else "out"
         )
         out["donations"] = state["donations"]
         out["donationsReceived"] = state["received"]
-        out["clanCapitalContributions"] = _capital_contributions(ps, ts)
+        out["clanCapitalContributions"] = _capital_contributions(ps, eff)
         if cs is not None:
             out["clan"] = {
                 "tag": cs.tag,
@@ -121,7 +129,7 @@ class PlayerProfiles:
 
     def _leagues(self, ps: PlayerStatic, state: MemberState, t: datetime) -> Json:
         ts = to_ts(t)
-        bh, _ = ps.builder_hall_at(ts)
+        bh, _ = ps.builder_hall_at(state["eff"])
         out: Json = {}
         if ts < SPLIT:
             league = T.legacy_league_index(state["trophies"])
@@ -142,7 +150,7 @@ class PlayerProfiles:
         best_season = tl.season_bounds(to_dt(min(ts, best_at)))[2]
         stats: Json = {
             "legendTrophies": max(0, (best - T.LEGEND_TROPHIES) * 3)
-            + counter(2 * ps.activity, ps.created, min(ts, SPLIT)),
+            + counter(2 * ps.activity, ps.created, min(state["eff"], SPLIT)),
             "bestSeason": {
                 "id": best_season,
                 "rank": 1000 + int(h64(self.seed, "legend", ps.tag) % 200000),
@@ -164,7 +172,8 @@ class PlayerProfiles:
         return stats
 
     def _metrics(self, ps: PlayerStatic, state: MemberState, ts: float) -> dict[str, int]:
-        """The quantities that achievements share with the rest of the body."""
+        """The quantities that achievements share with the rest of the body (``ts``: the
+        player's last session)."""
         return {
             "town_hall": state["th"],
             "builder_hall": ps.builder_hall_at(ts)[0],

@@ -6,19 +6,31 @@ donations grow within a season and reset at its end (last Monday of the month, 0
 After the 2025 split (``SPLIT_INSTANT``, see :mod:`clash_pipeline.simulator.timeline`)
 ~70 % of players get placed in a league tier with weekly tournament trophies (reset
 every Tuesday 05:00); the others stay Unranked with their frozen battle-mode trophies.
+
+**Activity.** A member plays in a given UTC hour with probability ``activity_per_hour``
+(a deterministic draw from ``(seed, tag, hour)``). What a member earns by playing
+(town hall, unit levels, XP, trophies, donations, achievements, counters, name) is
+the progression above evaluated at the start of the last hour they played in, at or
+before the time asked (:meth:`Players.played_at`); the search looks back at most
+:data:`ACTIVITY_SCAN_HOURS`, then that hour counts as played. Since that time never
+goes back, counters stay monotonic. What does not wait for the member keeps its own
+clock: donations reset at the season end and tournament trophies at the week's start
+(to 0 for an idle member too, as the game does), the weekly tier follows its drift,
+and clan membership and roles follow the clan.
 """
 
 from __future__ import annotations
 
 import math
 import random
+from array import array
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import TypedDict
 
 from clash_pipeline.simulator import tables as T
 from clash_pipeline.simulator import timeline as tl
-from clash_pipeline.simulator.codec import h64, unit
+from clash_pipeline.simulator.codec import h64, mix64, tag_number, unit
 from clash_pipeline.simulator.world.clans import Clans
 from clash_pipeline.simulator.world.common import (
     DAY_S,
@@ -33,6 +45,30 @@ from clash_pipeline.simulator.world.common import (
     to_dt,
     weighted,
 )
+
+#: The default chance that a member plays in a given hour. Most members of real clans play
+#: one to four sessions a day (~0.04..0.17 an hour); 0.12 (~2.9 sessions a day) leaves ~88 %
+#: of the members unchanged between two hourly runs and ~46 % between runs 6 h apart.
+DEFAULT_ACTIVITY_PER_HOUR = 0.12
+#: How far back the search for a member's last session goes (then that hour counts as played).
+ACTIVITY_SCAN_HOURS = 14 * 24
+_ACTIVITY_SALT = 0x5E5510
+
+#: Bound of the per-member memos: 1,000 clans of 50 members, now and a day earlier.
+MEMO_SIZE = 131072
+
+#: What a member's state takes from the clock rather than from their sessions:
+#: (start of the season, tournament week, after the split).
+ClockKey = tuple[float, int, bool]
+
+
+@lru_cache(maxsize=4096)
+def clock_key(hour: int) -> ClockKey:
+    """The clock's part of the member state of ``hour`` (seasons, tournament weeks and the
+    split all turn on whole hours)."""
+    t = to_dt(hour * HOUR_S)
+    return tl.season_bounds(t)[0].timestamp(), tl.tournament_week(t), t >= tl.SPLIT_INSTANT
+
 
 #: Battle-mode trophies around which a player of each town hall sits.
 _TROPHY_BASE = {
@@ -55,6 +91,7 @@ class TownHallSchedule:
     ref: int  # town hall at TH_REF
     period: float  # seconds between upgrades
     times: list[tuple[int, float]]  # (town hall, time reached); the first one at -inf
+    reached: tuple[float, ...] = ()  # time reached by town hall level 0..20 (a lookup table)
 
     def town_hall_at(self, ts: float) -> tuple[int, float, float | None]:
         """(town hall, time reached, time of the next upgrade or None) at ``ts``."""
@@ -69,6 +106,11 @@ class TownHallSchedule:
         return current, reached, nxt
 
     def reached_at(self, level: int) -> float:
+        if 0 <= level < len(self.reached):
+            return self.reached[level]
+        return self._reached_at(level)
+
+    def _reached_at(self, level: int) -> float:
         for th, when in self.times:
             if th >= level:
                 return when
@@ -148,9 +190,9 @@ class PlayerStatic:
 class PlayerDraws:
     """Per-player constants only the full /players body needs."""
 
-    jitters: tuple[float, ...]  # per unit of T.ALL_UNITS: offset of its level from the lab pace
+    jitters: array[float]  # per unit of T.ALL_UNITS: offset of its level from the lab pace
     counter_rates: dict[str, float]  # per counter achievement: multiplier of its mean rate
-    paces: tuple[float, ...]  # per unit of T.ALL_UNITS: upgrade pace draw (equipment)
+    paces: array[float]  # per unit of T.ALL_UNITS: upgrade pace draw (equipment)
 
 
 #: (tier index, tournament trophies, week) of a placed player.
@@ -172,19 +214,32 @@ class MemberState(TypedDict):
     bb_best: int
     donations: int
     received: int
+    eff: float  # the start of the member's last session hour: the time their progress shows
 
 
 class Players:
     """Player statics (drawn once per tag) and their quantities at a time."""
 
-    def __init__(self, seed: int, clans: Clans) -> None:
+    def __init__(
+        self, seed: int, clans: Clans, activity_per_hour: float = DEFAULT_ACTIVITY_PER_HOUR
+    ) -> None:
+        if not 0 < activity_per_hour <= 1:
+            raise ValueError(
+                f"activity_per_hour must be in (0, 1], got {activity_per_hour}: it is the chance "
+                "that a member plays in a given hour (1 = every member plays every hour)"
+            )
         self.seed = seed
+        self.activity_per_hour = activity_per_hour
+        self._activity_threshold = int(activity_per_hour * 2.0**64)
         self._clans = clans
         self.player_static = lru_cache(maxsize=65536)(self._make_player_static)
         self.draws = lru_cache(maxsize=8192)(self._make_draws)
         self._names = lru_cache(maxsize=65536)(self._make_names)
         self._schedule = lru_cache(maxsize=65536)(self._make_schedule)
-        self._member_states: Memo[tuple[str, float], MemberState] = Memo(32768)
+        # Sized for 1,000 clans of 50 (members now and a day earlier, for the previous rank);
+        # an idle member's state is shared by all the hours until they play again.
+        self._member_states: Memo[tuple[str, int, ClockKey], MemberState] = Memo(MEMO_SIZE)
+        self._last_played: Memo[tuple[str, int], int] = Memo(MEMO_SIZE)
 
     # -- statics -------------------------------------------------------------------------------
     def _make_player_static(self, tag: str) -> PlayerStatic | None:
@@ -257,10 +312,13 @@ class Players:
                 when = previous
             times.append((level, when))
             previous = when
-        return TownHallSchedule(ref, period, times)
+        schedule = TownHallSchedule(ref, period, times)
+        schedule.reached = tuple(schedule._reached_at(level) for level in range(21))
+        return schedule
 
     def town_hall(self, tag: str, ts: float) -> int:
-        return self._schedule(tag).town_hall_at(ts)[0]
+        """The town hall at ``ts``, as of the player's last session."""
+        return self._schedule(tag).town_hall_at(self.played_at(tag, ts))[0]
 
     def _make_names(self, tag: str) -> tuple[str, str | None]:
         """(name, alternative name or None): a cheap hash-derived name for any player tag."""
@@ -296,9 +354,10 @@ class Players:
     def _make_draws(self, tag: str) -> PlayerDraws:
         rng = random.Random(h64(self.seed, "draws", tag))
         return PlayerDraws(
-            jitters=tuple(rng.uniform(-0.45, 0.35) for _ in T.ALL_UNITS),
+            # arrays of doubles: the same values as floats, a third of the memory
+            jitters=array("d", (rng.uniform(-0.45, 0.35) for _ in T.ALL_UNITS)),
             counter_rates={name: 0.5 + rng.random() for name in T.COUNTER_RATES},
-            paces=tuple(rng.random() for _ in T.ALL_UNITS),
+            paces=array("d", (rng.random() for _ in T.ALL_UNITS)),
         )
 
     def static(self, tag: str) -> PlayerStatic:
@@ -308,11 +367,45 @@ class Players:
             raise KeyError(tag)
         return ps
 
+    # -- activity ------------------------------------------------------------------------------
+    def plays(self, tag: str, hour: int) -> bool:
+        """Whether the player plays in the UTC hour ``hour`` (hours since the epoch)."""
+        draw = mix64(self.seed, tag_number(tag), hour, _ACTIVITY_SALT)
+        return draw < self._activity_threshold
+
+    def last_played_hour(self, tag: str, hour: int) -> int:
+        """The last hour at or before ``hour`` in which the player played (memoised)."""
+        if self._activity_threshold >= 1 << 64:
+            return hour
+        return self._last_played.get((tag, hour), lambda: self._scan_back(tag, hour))
+
+    def _scan_back(self, tag: str, hour: int) -> int:
+        number = tag_number(tag)
+        seed, threshold = self.seed, self._activity_threshold
+        if mix64(seed, number, hour, _ACTIVITY_SALT) < threshold:
+            return hour
+        before = self._last_played.peek((tag, hour - 1))  # the previous hour's answer
+        if before is not None and before > hour - ACTIVITY_SCAN_HOURS:
+            return before
+        for h in range(hour - 1, hour - ACTIVITY_SCAN_HOURS, -1):
+            if mix64(seed, number, h, _ACTIVITY_SALT) < threshold:
+                return h
+        return hour - ACTIVITY_SCAN_HOURS
+
+    def played_at(self, tag: str, ts: float) -> float:
+        """The time a player's earned state shows at ``ts``: the start of their last session
+        hour at or before ``ts``; it never goes back as ``ts`` grows."""
+        return self.last_played_hour(tag, math.floor(ts / HOUR_S)) * HOUR_S
+
     # -- quantities ------------------------------------------------------------------------------
     def display_name(self, tag: str, ts: float) -> str:
-        """The name at ``ts``: a few players switch between two names every few months."""
+        """The name at ``ts`` (as of the player's last session): a few players switch between
+        two names every few months."""
+        return self._name_at(tag, self.played_at(tag, ts))
+
+    def _name_at(self, tag: str, eff: float) -> str:
         name, alt_name = self._names(tag)
-        if alt_name and math.floor(ts / (150 * DAY_S) + unit(self.seed, "rename", tag)) % 2:
+        if alt_name and math.floor(eff / (150 * DAY_S) + unit(self.seed, "rename", tag)) % 2:
             return alt_name
         return name
 
@@ -341,16 +434,22 @@ class Players:
         wave = math.sin(2 * math.pi * hour / (ps.trophy_period_h * 1.7) + ps.trophy_phase + 1)
         return max(0, int(center + 0.6 * ps.trophy_amp * wave)), int(center + 0.6 * ps.trophy_amp)
 
-    def ranked(self, ps: PlayerStatic, ts: float) -> Ranked | None:
-        """(tier index, tournament trophies, week) of a placed player, None when Unranked."""
+    def ranked(self, ps: PlayerStatic, ts: float, eff: float | None = None) -> Ranked | None:
+        """(tier index, tournament trophies, week) of a placed player, None when Unranked.
+
+        The week and its tier follow the clock; the trophies are those of the player's
+        last session ``eff`` (default ``ts``), 0 when they have not played this week."""
         week = tl.tournament_week(to_dt(ts))
         if week < 0 or not ps.placed or week < ps.placed_week:
             return None
         tier = self.tiers_until(ps, week)[week - ps.placed_week]
         start = FIRST_TOURNAMENT + week * WEEK_S
+        eff = ts if eff is None else eff
+        if eff < start:
+            return tier, 0, week
         # Trophies of this week's tournament: 0 on Tuesday 05:00, growing hour by hour
         # (each player at their own pace) to a final count under 400 by Monday 05:00.
-        elapsed = min(1.0, math.floor((ts - start) / HOUR_S) / 144)
+        elapsed = min(1.0, math.floor((eff - start) / HOUR_S) / 144)
         h = h64(self.seed, "week", ps.tag, week)
         final = 40 + 300 * min(1.0, ps.ranked_skill) * (0.4 + 0.6 * (h & 0xFFFF) / 65536.0)
         pace = 0.4 + 1.4 * (h >> 48) / 65536.0
@@ -378,14 +477,20 @@ class Players:
             return 0
         return max(self.tiers_until(ps, week)[: week - ps.placed_week + 1])
 
-    def season_counter(self, ps: PlayerStatic, ts: float, rate: float, kind: str) -> int:
-        """A counter of the current season (donations): it resets when the season ends."""
+    def season_counter(
+        self, ps: PlayerStatic, ts: float, rate: float, kind: str, eff: float | None = None
+    ) -> int:
+        """A counter of the current season (donations): it resets when the season ends, for
+        an idle player too; it grows at the player's sessions (``eff``, default ``ts``)."""
         start, end, season = tl.season_bounds(to_dt(ts))
         start_ts, end_ts = start.timestamp(), end.timestamp()
+        eff = ts if eff is None else eff
+        if eff < start_ts:
+            return 0
         days = (end_ts - start_ts) / DAY_S
         total = math.floor(rate * days * (0.2 + 0.75 * unit(self.seed, kind, ps.tag, season)))
         hours_total = (end_ts - start_ts) / HOUR_S
-        done = math.floor((ts - start_ts) / HOUR_S)
+        done = math.floor((eff - start_ts) / HOUR_S)
         return total * done // int(hours_total)
 
     def lifetime_donations(self, ps: PlayerStatic, ts: float) -> int:
@@ -399,14 +504,23 @@ class Players:
         return min(500, ps.exp_base + counter(1 / ps.exp_period_days, ps.created, ts))
 
     def member_state(self, tag: str, ts: float) -> MemberState:
-        """The small, per-member numbers the clan and member list need (cached)."""
-        return self._member_states.get((tag, ts), lambda: self._make_member_state(tag, ts))
+        """The small, per-member numbers the clan and member list need (cached by hour: they
+        change only at hour boundaries)."""
+        hour = math.floor(ts / HOUR_S)
+        eff_hour = self.last_played_hour(tag, hour)
+        key = (tag, eff_hour, clock_key(hour))
+        return self._member_states.get(key, lambda: self._make_member_state(tag, hour, eff_hour))
 
-    def _make_member_state(self, tag: str, ts: float) -> MemberState:
+    def _make_member_state(self, tag: str, hour: int, eff_hour: int) -> MemberState:
+        """The state of hour ``hour``: a function of the last session ``eff_hour`` and of
+        the clock's season, tournament week and split only (see :func:`clock_key`)."""
         ps = self.static(tag)
-        th, _, _ = ps.town_hall_at(ts)
-        legacy, best = self.legacy_trophies(ps, ts)
-        ranked = self.ranked(ps, ts) if ts >= SPLIT else None
+        ts = hour * HOUR_S
+        eff = eff_hour * HOUR_S
+        th, _, _ = ps.town_hall_at(eff)
+        # Battle-mode trophies froze for everyone at the split, played or not.
+        legacy, best = self.legacy_trophies(ps, SPLIT if ts >= SPLIT else eff)
+        ranked = self.ranked(ps, ts, eff) if ts >= SPLIT else None
         tier: int | None
         if ts < SPLIT:
             trophies, tier = legacy, None
@@ -414,11 +528,11 @@ class Players:
             trophies, tier = legacy, 0
         else:
             tier, trophies = ranked[0], ranked[1]
-        bb, bb_best = self.builder_trophies(ps, ts)
+        bb, bb_best = self.builder_trophies(ps, eff)
         return {
-            "name": self.display_name(ps.tag, ts),
+            "name": self._name_at(ps.tag, eff),
             "th": th,
-            "exp": self.exp_level(ps, ts),
+            "exp": self.exp_level(ps, eff),
             "trophies": trophies,
             "legacy": legacy,
             "best": best,
@@ -426,6 +540,7 @@ class Players:
             "ranked": ranked,
             "bb": bb,
             "bb_best": bb_best,
-            "donations": self.season_counter(ps, ts, ps.donate_rate, "don"),
-            "received": self.season_counter(ps, ts, ps.receive_rate, "rec"),
+            "donations": self.season_counter(ps, ts, ps.donate_rate, "don", eff),
+            "received": self.season_counter(ps, ts, ps.receive_rate, "rec", eff),
+            "eff": eff,
         }

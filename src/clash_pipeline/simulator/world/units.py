@@ -26,6 +26,7 @@ class UnitInfo:
     builder_base: bool
     fixed_max: bool  # maxLevel is the unit's own maximum, not the cap at the top hall
     released: float
+    village: str
 
 
 def _unit_infos(units: tuple[T.Unit, ...]) -> tuple[UnitInfo, ...]:
@@ -37,6 +38,7 @@ def _unit_infos(units: tuple[T.Unit, ...]) -> tuple[UnitInfo, ...]:
             builder_base=u.village == "builderBase",
             fixed_max=u.kind in ("equipment", "super"),
             released=u.released.timestamp() if u.released else -math.inf,
+            village=u.village,
         )
         for u in units
     )
@@ -107,7 +109,7 @@ class UnitLevels:
             max_level = u.max_level
         else:
             max_level = max(info.caps[self.top_bh if info.builder_base else self.top_th], level)
-        return {"name": u.name, "level": level, "maxLevel": max_level, "village": u.village}
+        return {"name": u.name, "level": level, "maxLevel": max_level, "village": info.village}
 
 
 def boosted_super_troops(seed: int, ps: PlayerStatic, ts: float) -> set[str]:
