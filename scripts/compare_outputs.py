@@ -16,7 +16,8 @@ the command line that every version has (``clash-pipeline demo``, ``db url``, ``
 per endpoint, and exit 1 on any difference. The worktrees are removed at the end.
 
 A dump runs ``demo`` into a fresh ``CLASH_PIPELINE_HOME`` (embedded PostgreSQL, simulated
-API, seed 42, every simulated member active every hour (``SIM_ACTIVITY_PER_HOUR=1``), its
+API, seed 42, every simulated member active every hour (``SIM_ACTIVITY_PER_HOUR=1``), every request every
+run (``COC_FETCH_PLAN=full``), its
 two demo clans; ``DEMO_HISTORY``: one simulated day of two runs that both
 build the marts, so the second build is incremental; the simulated clock starts on
 2026-11-02, inside a CWL week, so league wars, raid seasons and the war log all land),
@@ -172,6 +173,9 @@ def _clean_env(home: Path) -> dict[str, str]:
     # default 0.12 an hour); at 1 every member moves every hour, which gives the bytes of the
     # simulator before it (a version without the option ignores the variable).
     env["SIM_ACTIVITY_PER_HOUR"] = "1"
+    # ... and fetches only what changed since a clan's last run (``COC_FETCH_PLAN``, default
+    # ``changes``); ``full`` fetches every endpoint and profile every run, as before.
+    env["COC_FETCH_PLAN"] = "full"
     return env
 
 

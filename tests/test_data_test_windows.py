@@ -60,8 +60,7 @@ def land(url: str, sim: SimulatedClashApi, home: Path, clans: list[str]) -> list
     settings = load_settings(clash_pipeline_home=home, coc_max_retries=1, coc_timeout_seconds=5)
     target = ApiTarget(sim.base_url, sim.token, "simulator", sim.clock.now)
     limiter = RateLimiter(requests_per_second=2000, max_concurrency=32)
-    # full: every profile in every run, until the marts carry profiles forward (issue 14)
-    outcomes = asyncio.run(fetch_clans(settings, url, clans, target, limiter=limiter, full=True))
+    outcomes = asyncio.run(fetch_clans(settings, url, clans, target, limiter=limiter))
     assert [o.status for o in outcomes] == ["succeeded"] * len(clans), [o.error for o in outcomes]
     return [o.run_id for o in outcomes]
 

@@ -221,7 +221,7 @@ def test_fanout_over_two_workers_lands_each_clan_once_and_builds_once(
     assert {r[2] for r in runs} == child_ids
     assert sorted(sum(r[2] == c for r in runs) for c in child_ids) == [2, 2, 2]
     # and was fetched exactly once (one clan profile request per clan)
-    assert sim.stats.by_kind()["clan"] == len(CLANS)
+    assert sim.stats.by_kind["clan"] == len(CLANS)
 
     # one dbt build for the six, published; every child run has its transform checkpoint
     builds = _rows(

@@ -370,9 +370,8 @@ def _fetch_every_6_hours(settings, db_url: str, sim, runs: int) -> None:
     )
     for _ in range(runs):
         limiter = RateLimiter(requests_per_second=1000, max_concurrency=16)
-        # full: every profile in every run, until the marts carry profiles forward (issue 14)
         [outcome] = asyncio.run(
-            fetch_clans(settings, db_url, [SIM_CLAN], target, limiter=limiter, full=True)
+            fetch_clans(settings, db_url, [SIM_CLAN], target, limiter=limiter)
         )
         assert outcome.status == "succeeded", outcome.error
         sim.clock.advance(timedelta(hours=6))

@@ -14,7 +14,8 @@ import sys
 import threading
 import time
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Any
 
 import psycopg
 import pytest
@@ -197,8 +198,8 @@ def test_a_change_driven_flow_run_skips_unchanged_members_and_says_so(
 def test_one_changed_member_is_the_only_row_rewritten(warehouse, sim, pipeline_project):
     [member] = _rows(
         warehouse,
-        "select player_tag, updated_at from marts.members where clan_tag = %s and is_current"
-        " order by player_tag limit 1",
+        "select player_tag, updated_at, war_stars from marts.members"
+        " where clan_tag = %s and is_current order by player_tag limit 1",
         PIPELINE_CLAN,
     )
     others_before = dict(
@@ -210,23 +211,36 @@ def test_one_changed_member_is_the_only_row_rewritten(warehouse, sim, pipeline_p
             member[0],
         )
     )
-    sim.faults.update(missing_players={member[0]})  # its profile 404s: has_profile flips
-    sim.clock.advance(timedelta(seconds=1))  # otherwise identical responses
+    # one war star more in this member's profile; every other response stays identical
+    # (a second later no simulated member has played). A profile that 404s would not do:
+    # the marts carry the member's last profile forward (has_profile stays true).
+    world_player = sim.world.player
 
-    report = run_pipeline(sim, pipeline_options(pipeline_project, transform_mode="run"))
+    def one_more_star(tag: str, at: datetime) -> dict[str, Any] | None:
+        body = world_player(tag, at)
+        if tag == member[0] and body is not None:
+            body = {**body, "warStars": body["warStars"] + 1}
+        return body
+
+    sim.clock.advance(timedelta(seconds=1))
+    sim.world.player = one_more_star
+    try:
+        report = run_pipeline(sim, pipeline_options(pipeline_project, transform_mode="run"))
+    finally:
+        del sim.world.player  # the class's method again
 
     [run] = report.runs
     assert run.status == "succeeded", run.error
     assert run.rows_changed == 1
     members_step = [row for row in _logs(warehouse, run.run_id) if row[1] == "upsert_members"][0]
     assert members_step[5] == 1 and members_step[9]["rows_affected_batch"] == 1
-    [(has_profile, updated_at)] = _rows(
+    [(stars, updated_at)] = _rows(
         warehouse,
-        "select has_profile, updated_at from marts.members where clan_tag = %s and player_tag = %s",
+        "select war_stars, updated_at from marts.members where clan_tag = %s and player_tag = %s",
         PIPELINE_CLAN,
         member[0],
     )
-    assert has_profile is False and updated_at > member[1]
+    assert stars == member[2] + 1 and updated_at > member[1]
     others_after = dict(
         _rows(
             warehouse,

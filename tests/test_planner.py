@@ -137,6 +137,16 @@ def test_full_fetches_everything_whatever_the_state():
     assert not p.skipped
 
 
+def test_coc_fetch_plan_full_fetches_everything_every_run(tmp_path, monkeypatch):
+    monkeypatch.setenv("COC_FETCH_PLAN", "full")
+    policy = PlanPolicy.from_settings(load_settings(clash_pipeline_home=tmp_path))
+    p = plan(quiet_state(), policy=policy)
+    assert p.mode == "full" and p.players == TAGS and not p.skipped
+    monkeypatch.setenv("COC_FETCH_PLAN", "changes")
+    policy = PlanPolicy.from_settings(load_settings(clash_pipeline_home=tmp_path))
+    assert plan(quiet_state(), policy=policy).players == []
+
+
 def test_a_new_member_gets_a_profile():
     body = clan([*(member(t) for t in TAGS), member("#2PU")])
     p = plan(quiet_state(), body=body)

@@ -39,6 +39,7 @@ import psycopg
 import pytest
 from psycopg.rows import dict_row
 
+from clash_pipeline.clash_api.keys import KeyPool
 from clash_pipeline.clash_api.ratelimit import RateLimiter
 from clash_pipeline.ingest.bundle import ClanBundle, fetch_clan_bundle
 from clash_pipeline.ingest.fetch import ApiTarget, build_client
@@ -126,10 +127,10 @@ def land_run(
 ) -> uuid.UUID:
     settings = load_settings(clash_pipeline_home=home, coc_max_retries=1, coc_timeout_seconds=5)
     target = ApiTarget(sim.base_url, sim.token, "simulator", sim.clock.now)
-    limiter = RateLimiter(requests_per_second=1000, max_concurrency=16)
+    keys = KeyPool.of_one(sim.token, RateLimiter(requests_per_second=1000, max_concurrency=16))
 
     async def fetch() -> ClanBundle:
-        async with build_client(settings, target, limiter) as client:
+        async with build_client(settings, target, keys) as client:
             return await fetch_clan_bundle(client, clan_tag)
 
     bundle = without_profiles(asyncio.run(fetch()), skip)

@@ -128,9 +128,6 @@ def pipeline_options(project: Path, **overrides: Any) -> Any:
         "transform_retries": 0,
         "lock_timeout_seconds": 60,
         "dbt_project_dir": str(project),
-        # every profile in every run, as these tests' mart assertions expect, until the marts
-        # carry a member's last profile forward (issue 14); the planner has its own tests
-        "full": True,
     }
     values.update(overrides)
     return PipelineOptions(**values)

@@ -84,12 +84,15 @@ class PlanPolicy:
     cwl_last_day: int = 12
     #: An hourly schedule's jitter: "24 h old" is due at 23 h 50 min.
     slack: timedelta = timedelta(minutes=10)
+    #: COC_FETCH_PLAN=full: every run fetches everything, as ``--full``.
+    always_full: bool = False
 
     @classmethod
     def from_settings(cls, settings: Settings) -> PlanPolicy:
         return cls(
             profile_max_age=timedelta(hours=settings.coc_profile_max_age_hours),
             war_check_every=timedelta(hours=settings.coc_war_check_hours),
+            always_full=settings.coc_fetch_plan == "full",
         )
 
     def due(self, last: datetime | None, every: timedelta, now: datetime) -> bool:
@@ -169,6 +172,7 @@ def plan_fetch(
 ) -> FetchPlan:
     """The run's requests from the clan body and roster ``entries`` fetched at ``now``."""
     policy = policy or PlanPolicy()
+    full = full or policy.always_full
     current = _entries_by_tag(entries)
     if full or previous is None:
         return full_plan(list(current), "full" if full else "first")
@@ -494,7 +498,7 @@ class Planner:
         self.db_url = db_url
         self.clan_tag = normalize_tag(clan_tag, kind="clan tag")
         self.policy = policy or PlanPolicy()
-        self.full = full
+        self.full = full or self.policy.always_full
 
     async def plan(
         self, clan: Mapping[str, Any], entries: Sequence[Mapping[str, Any]], now: datetime

@@ -205,6 +205,49 @@ class ClanLockSession:
             except psycopg.Error:
                 self._discard()
 
+    def wait_lock(
+        self,
+        clan_tag: str,
+        *,
+        wait: float,
+        on_wait: Callable[[float], None] | None = None,
+        poll_seconds: float = 0.25,
+    ) -> tuple[bool, float]:
+        """Take the clan's lock, polling up to ``wait`` seconds while another session has it.
+
+        ``on_wait(elapsed)`` is called once when the lock is found busy. Returns whether
+        the lock was taken and the seconds waited.
+        """
+        started = time.monotonic()
+        told = False
+        while True:
+            if self.try_lock(clan_tag):
+                return True, time.monotonic() - started
+            elapsed = time.monotonic() - started
+            if elapsed >= wait:
+                return False, elapsed
+            if not told and on_wait is not None:
+                on_wait(elapsed)
+                told = True
+            shutdown.check()  # SIGTERM/SIGINT: stop waiting
+            time.sleep(min(poll_seconds, max(0.0, wait - elapsed)))
+
+    def lost(self) -> set[str]:
+        """The clans held when the session died (a dropped connection): none while it lives."""
+        with self._guard:
+            if not self._held:
+                return set()
+            try:
+                if self._conn is not None and not self._conn.closed:
+                    self._conn.execute("select 1")
+                    return set()
+            except psycopg.Error:
+                pass
+            lost = set(self._held)
+            self._held.clear()
+            self._discard()
+            return lost
+
     def close(self) -> None:
         """Release every lock by closing the session."""
         with self._guard:

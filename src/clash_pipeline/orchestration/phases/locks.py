@@ -13,29 +13,27 @@ from clash_pipeline.orchestration.model import RunContext
 from clash_pipeline.orchestration.options import PipelineOptions
 from clash_pipeline.orchestration.phases.common import log
 from clash_pipeline.warehouse.connect import connect
-from clash_pipeline.warehouse.locks import WAREHOUSE_LOCK_KEY, AdvisoryLock, clan_lock_key
+from clash_pipeline.warehouse.locks import WAREHOUSE_LOCK_KEY, AdvisoryLock, ClanLockSession
 
 
 @dataclass
 class ClanLocks(AbstractContextManager["ClanLocks"]):
-    """One advisory lock per clan, taken in tag order (so two batches never deadlock)."""
+    """One advisory lock per clan, taken in tag order (so two batches never deadlock), all
+    on one session (a run of hundreds of clans holds one connection, not one per clan)."""
 
     db_url: str = field(repr=False)
     clan_tags: list[str]
     options: PipelineOptions
     held: list[str] = field(default_factory=list)
     busy: dict[str, str] = field(default_factory=dict)
-    _locks: list[AdvisoryLock] = field(default_factory=list, repr=False)
+    _session: ClanLockSession | None = field(default=None, repr=False)
 
     def acquire(self) -> ClanLocks:
         wait = self.options.lock_timeout_seconds if self.options.on_busy == "wait" else 0.0
+        if self.clan_tags and self._session is None:
+            self._session = ClanLockSession(self.db_url)
         for tag in sorted(self.clan_tags):
-            lock = AdvisoryLock(
-                self.db_url,
-                clan_lock_key(tag),
-                name=f"clan {tag}",
-                application_name=f"clash-pipeline clan lock {tag}",
-            )
+            assert self._session is not None
 
             def waiting(_elapsed: float, tag: str = tag) -> None:
                 log().warning(
@@ -46,13 +44,11 @@ class ClanLocks(AbstractContextManager["ClanLocks"]):
                     wait,
                 )
 
-            if lock.acquire(wait=wait, on_wait=waiting):
-                self._locks.append(lock)
+            taken, waited = self._session.wait_lock(tag, wait=wait, on_wait=waiting)
+            if taken:
                 self.held.append(tag)
-                if lock.waited_seconds > 0.5:
-                    log().warning(
-                        "clan %s: lock free after %.1f s; running", tag, lock.waited_seconds
-                    )
+                if waited > 0.5:
+                    log().warning("clan %s: lock free after %.1f s; running", tag, waited)
             else:
                 reason = (
                     f"another run for {tag} is in progress ({_running_run(self.db_url, tag)})"
@@ -64,13 +60,16 @@ class ClanLocks(AbstractContextManager["ClanLocks"]):
         return self
 
     def release(self) -> None:
-        for lock in self._locks:
-            lock.release()
-        self._locks.clear()
+        if self._session is not None:
+            self._session.close()
+            self._session = None
 
     def lost(self) -> list[str]:
         """Clans whose lock session died (a dropped connection): they may interleave now."""
-        return [lock.name.removeprefix("clan ") for lock in self._locks if not lock.still_held()]
+        if self._session is None:
+            return []
+        lost = self._session.lost()
+        return [tag for tag in self.held if tag in lost]
 
     def __exit__(
         self,
