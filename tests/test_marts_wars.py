@@ -370,8 +370,10 @@ def _fetch_every_6_hours(settings, db_url: str, sim, runs: int) -> None:
     )
     for _ in range(runs):
         limiter = RateLimiter(requests_per_second=1000, max_concurrency=16)
+        # full: every war endpoint in every run, as the expected fetch times assume (the
+        # planner's war decisions: test_planner)
         [outcome] = asyncio.run(
-            fetch_clans(settings, db_url, [SIM_CLAN], target, limiter=limiter)
+            fetch_clans(settings, db_url, [SIM_CLAN], target, limiter=limiter, full=True)
         )
         assert outcome.status == "succeeded", outcome.error
         sim.clock.advance(timedelta(hours=6))

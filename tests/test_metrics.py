@@ -141,8 +141,10 @@ def land_run(url: str, sim: SimulatedClashApi, home: Path, clan_tag: str) -> uui
     settings = load_settings(clash_pipeline_home=home, coc_max_retries=1, coc_timeout_seconds=5)
     target = ApiTarget(sim.base_url, sim.token, "simulator", sim.clock.now)
     limiter = RateLimiter(requests_per_second=2000, max_concurrency=32)
+    # full: every request in every run: the expected values are read by hand from each
+    # run's own profiles (change-driven runs: test_change_driven_vs_full, test_profile_carry)
     [outcome] = asyncio.run(
-        fetch_clans(settings, url, [clan_tag], target, limiter=limiter)
+        fetch_clans(settings, url, [clan_tag], target, limiter=limiter, full=True)
     )
     assert outcome.status == "succeeded", outcome.error
     return outcome.run_id

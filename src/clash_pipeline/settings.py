@@ -35,6 +35,7 @@ _ENV_NAMES = {
     "coc_min_requests_per_second": "COC_MIN_REQUESTS_PER_SECOND",
     "coc_shared_pacing": "COC_SHARED_PACING",
     "coc_fetch_plan": "COC_FETCH_PLAN",
+    "coc_clans_in_flight": "COC_CLANS_IN_FLIGHT",
     "coc_profile_max_age_hours": "COC_PROFILE_MAX_AGE_HOURS",
     "coc_war_check_hours": "COC_WAR_CHECK_HOURS",
     "database_url": "DATABASE_URL",
@@ -95,6 +96,9 @@ class Settings(BaseSettings):
     # Change-driven polling (clash_pipeline.ingest.plan; README "Change-driven polling"): an
     # unchanged member's profile is fetched again once it is this old; a clan not at war has
     # its current war checked this often (below a regular war's 23 h preparation day).
+    # Clans fetched at once by one process (the others wait their turn): enough to keep
+    # the keys busy, few enough that a run of thousands of clans holds little in memory.
+    coc_clans_in_flight: int = Field(default=32, ge=1, le=1000)
     # ``full`` turns the planner off for every run (as ``--full`` does for one).
     coc_fetch_plan: Literal["changes", "full"] = Field(default="changes")
     coc_profile_max_age_hours: float = Field(default=24.0, gt=0, le=24 * 30)

@@ -254,8 +254,13 @@ async def fetch_clans(
     with shutdown.cancel_scope():  # a signal cancels the fetches; each run says cancelled
         try:
             async with build_client(settings, target, keys) as client:
-                runs = (_fetch_locked(locks, client, db_url, tag, call) for tag in clan_tags)
-                return list(await asyncio.gather(*runs))
+                in_flight = asyncio.Semaphore(settings.coc_clans_in_flight)
+
+                async def one(tag: str) -> FetchOutcome:
+                    async with in_flight:  # a bounded number of bundles in memory
+                        return await _fetch_locked(locks, client, db_url, tag, call)
+
+                return list(await asyncio.gather(*(one(tag) for tag in clan_tags)))
         except asyncio.CancelledError:
             stop = shutdown.cancelled()
             if stop is None:

@@ -297,11 +297,16 @@ def check_freshness(
 
 
 async def _fetch_and_land(ctx: RunContext, phase: dict[str, Any], runs: list[ClanRun]) -> None:
-    """Fetch every clan concurrently (one key pool, each key paced with every process using
-    it when ctx.shared_pacing); land each when fetched."""
+    """Fetch the clans concurrently, ctx.clans_in_flight at a time (one key pool, each key
+    paced with every process using it when ctx.shared_pacing); land each when fetched."""
     keys = key_pool(ctx, limiter_factory=_limiter_factory(ctx))
+    in_flight = asyncio.Semaphore(ctx.clans_in_flight)
 
     async def one(run: ClanRun) -> None:
+        async with in_flight:
+            await fetch_and_land(run)
+
+    async def fetch_and_land(run: ClanRun) -> None:
         t0 = time.perf_counter()
         try:
             bundle = await phase["fetch"](ctx, run, keys)

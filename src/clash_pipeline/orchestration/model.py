@@ -44,6 +44,8 @@ class RunContext:
     pacing: AdaptivePacing = field(default_factory=AdaptivePacing)
     #: COC_SHARED_PACING: pace the key through ops.api_key_pacing, with every other process.
     shared_pacing: bool = False
+    #: COC_CLANS_IN_FLIGHT: clans fetched at once by this process.
+    clans_in_flight: int = 32
     #: What the planner fetches when (COC_PROFILE_MAX_AGE_HOURS, COC_WAR_CHECK_HOURS).
     plan_policy: PlanPolicy = field(default_factory=PlanPolicy)
     # Least privilege: ``db_url`` is the current job's login (ingest unless told);

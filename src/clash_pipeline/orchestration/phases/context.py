@@ -64,6 +64,7 @@ def resolve_context(
         request_retries=settings.coc_max_retries,
         pacing=pacing_from_settings(settings),
         shared_pacing=settings.coc_shared_pacing == "on",
+        clans_in_flight=settings.coc_clans_in_flight,
         plan_policy=PlanPolicy.from_settings(settings),
     )
     return ctx, tags
