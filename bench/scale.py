@@ -14,13 +14,16 @@ fetched); the figures of change-driven polling come from the hourly cycles.
 Printed, per cycle: requests, skipped requests, 429s, wall time, the API floor (requests / the
 keys' combined rate) and the ratio; then one JSON object as the last line with ``clans, keys,
 workers, allowed_rps, achieved_rps, utilisation, throttled, requests_per_clan_run,
-naive_requests_per_clan_run, stored_bytes_per_clan_run, cycle_seconds, cycle_vs_floor,
-max_worker_rss_mb`` (``achieved_rps`` and ``utilisation`` over all cycles, the rest over the
-hourly cycles; ``naive``: what fetching everything would have cost, requests + skipped).
+naive_requests_per_clan_run, stored_bytes_per_clan_run, db_bytes_per_clan_run, cycle_seconds,
+cycle_vs_floor, first_run_seconds, first_run_vs_floor, max_worker_rss_mb, activity``
+(``achieved_rps`` and ``utilisation`` over all cycles, the rest over the hourly cycles;
+``naive``: what fetching everything would have cost, requests + skipped; ``stored_bytes``: new
+payload bytes; ``db_bytes``: growth of the database's files, tables and indexes).
 
 Run: ``uv run python bench/scale.py --clans 1000 --keys 8 --workers 2 --no-build`` (embedded
 PostgreSQL in a temporary folder; about 20 minutes). ``--keys 1 --workers 4`` checks that one key
-shared by four processes still gets no 429. Without ``--no-build`` a dbt build of every clan
+shared by four processes still gets no 429; ``--activity P`` sets the chance that a member plays
+in an hour (docs/SCALING.md's table of requests per clan-hour). Without ``--no-build`` a dbt build of every clan
 follows each cycle (its time is printed, not part of the cycle).
 """
 
@@ -43,6 +46,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import psycopg  # noqa: E402
 
+from clash_pipeline.simulator.world import DEFAULT_ACTIVITY_PER_HOUR  # noqa: E402
+
 HOUR = timedelta(hours=1)
 
 
@@ -54,6 +59,7 @@ class Cycle:
     requests: int
     skipped: int
     bytes_new: int
+    db_bytes: int  # growth of the database's files (tables and indexes, not WAL)
     runs: int
     throttled: int
     max_rss_mb: float
@@ -108,6 +114,7 @@ def run_cycle(args: argparse.Namespace, sim, urls: tuple[str, str], tokens: list
     )
     with psycopg.connect(db_url, autocommit=True) as conn:
         since = conn.execute("select clock_timestamp()").fetchone()[0]  # type: ignore[index]
+        size_before = _database_size(conn)
     procs, started = [], time.perf_counter()
     for i in range(args.workers):
         spec = {"base_url": sim.base_url, "tokens": tokens, "db_url": db_url}
@@ -142,17 +149,23 @@ def run_cycle(args: argparse.Namespace, sim, urls: tuple[str, str], tokens: list
             " coalesce(sum(bytes_new), 0) from raw.fetch_runs where landed_at > %s",
             (since,),
         ).fetchone()
+        size_after = _database_size(conn)
     assert row is not None
     return Cycle(
         wall=wall,
         requests=int(row[1]),
         skipped=int(row[2]),
         bytes_new=int(row[3]),
+        db_bytes=size_after - size_before,
         runs=int(row[0]),
         throttled=sim.stats.throttled,
         max_rss_mb=rss,
         statuses=statuses,
     )
+
+
+def _database_size(conn: psycopg.Connection) -> int:
+    return int(conn.execute("select pg_database_size(current_database())").fetchone()[0])  # type: ignore[index]
 
 
 def _build(db_url: str, home: Path) -> float:
@@ -172,6 +185,12 @@ def _arguments() -> argparse.Namespace:
     parser.add_argument("--rate", type=float, default=10.0, help="requests/s per key")
     parser.add_argument("--concurrency", type=int, default=4, help="requests in flight per key")
     parser.add_argument("--latency-ms", type=float, default=100.0)
+    parser.add_argument(
+        "--activity",
+        type=float,
+        default=None,
+        help="the chance that a member plays in an hour (default: the simulator's)",
+    )
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--no-build", action="store_true", help="no dbt build after the cycles")
     parser.add_argument("--verbose", action="store_true", help="show the workers' logs")
@@ -207,7 +226,8 @@ def main() -> None:
         access = resolve_access(settings)  # a fresh embedded server in the temporary home
         migrate(access.owner)
         db_url = access.ingest
-        with SimulatedClashApi(seed=args.seed, token=tokens[0], faults=faults) as sim:
+        activity = {} if args.activity is None else {"activity_per_hour": args.activity}
+        with SimulatedClashApi(seed=args.seed, token=tokens[0], faults=faults, **activity) as sim:
             for n in range(args.cycles):
                 cycle = run_cycle(args, sim, (access.owner, db_url), tokens, clans)
                 if not args.no_build:
@@ -253,11 +273,13 @@ def summary(args: argparse.Namespace, cycles: list[Cycle]) -> dict[str, object]:
         "requests_per_clan_run": round(requests / runs, 2),
         "naive_requests_per_clan_run": round((requests + sum(c.skipped for c in hourly)) / runs, 2),
         "stored_bytes_per_clan_run": round(sum(c.bytes_new for c in hourly) / runs),
+        "db_bytes_per_clan_run": round(sum(c.db_bytes for c in hourly) / runs),
         "cycle_seconds": round(cycle_seconds, 1),
         "cycle_vs_floor": round(cycle_seconds / floor, 3) if floor else None,
         "first_run_seconds": round(cycles[0].wall, 1),
         "first_run_vs_floor": round(cycles[0].wall / (cycles[0].requests / allowed), 3),
         "max_worker_rss_mb": round(max(c.max_rss_mb for c in cycles), 1),
+        "activity": DEFAULT_ACTIVITY_PER_HOUR if args.activity is None else args.activity,
     }
 
 

@@ -22,6 +22,7 @@ other member must be equal.
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -184,6 +185,8 @@ def normalised(url: str, relation: str) -> tuple[list[str], Counter[tuple[Any, .
             return ("run at", run_times.get(v))
         if column == "snapshot_id" or column.endswith("_snapshot_id"):
             return ("snapshot", snapshots.get(v))
+        if isinstance(v, dict | list):  # jsonb
+            return json.dumps(v, sort_keys=True, default=str)
         return v
 
     return columns, Counter(tuple(value(c, row[c]) for c in columns) for row in rows)

@@ -172,18 +172,19 @@ def test_fanout_over_two_workers_lands_each_clan_once_and_builds_once(
         workers.start(2)
         # the GX checks have their own tests: here the build and the health rows
         options = pipeline_options(pipeline_project, transform_mode="run", anomaly_checks=False)
-        parent = asyncio.run(
-            arun_deployment(
-                "clash-fanout/fanout",
-                parameters={
-                    "clans_per_run": 2,
-                    "poll_seconds": 1,
-                    "options": options.model_dump(mode="json"),
-                },
-                timeout=480,  # a loaded 2-core machine: each flow-run process takes ~20 s to start
-                poll_interval=2,
-            )
-        )
+        parameters = {
+            "clans_per_run": 2,
+            "poll_seconds": 1,
+            "options": options.model_dump(mode="json"),
+        }
+        # a loaded 2-core machine: each flow-run process takes ~20 s to start
+        fanout = {"parameters": parameters, "timeout": 480, "poll_interval": 2}
+        parent = asyncio.run(arun_deployment("clash-fanout/fanout", **fanout))
+        clan_requests = sim.stats.by_kind["clan"]
+        # again, with the first clan gone from the API: its child fails, the rest is built
+        second_started = datetime.now(UTC)
+        sim.faults.update(missing_clans={CLANS[0]})
+        partial = asyncio.run(arun_deployment("clash-fanout/fanout", **fanout))
     finally:
         codes = workers.stop()
     logs = [workers.output(i) for i in range(2)]
@@ -213,21 +214,24 @@ def test_fanout_over_two_workers_lands_each_clan_once_and_builds_once(
     runs = _rows(
         warehouse,
         "select clan_tags[1], status, flow_run_id from ops.ingest_runs"
-        " where kind = 'ingest' and started_at >= %s order by 1",
+        " where kind = 'ingest' and started_at >= %s and started_at < %s order by 1",
         started,
+        second_started,
     )
     assert sorted(r[0] for r in runs) == sorted(CLANS)
     assert {r[1] for r in runs} == {"succeeded"}
     assert {r[2] for r in runs} == child_ids
     assert sorted(sum(r[2] == c for r in runs) for c in child_ids) == [2, 2, 2]
     # and was fetched exactly once (one clan profile request per clan)
-    assert sim.stats.by_kind["clan"] == len(CLANS)
+    assert clan_requests == len(CLANS)
 
     # one dbt build for the six, published; every child run has its transform checkpoint
     builds = _rows(
         warehouse,
-        "select status, clan_tags from ops.transform_builds where started_at >= %s",
+        "select status, clan_tags from ops.transform_builds"
+        " where started_at >= %s and started_at < %s",
         started,
+        second_started,
     )
     assert len(builds) == 1 and builds[0][0] == "published"
     assert sorted(builds[0][1]) == sorted(CLANS)
@@ -236,8 +240,9 @@ def test_fanout_over_two_workers_lands_each_clan_once_and_builds_once(
         "select r.clan_tags[1], l.status from ops.ingest_logs l"
         " join ops.ingest_runs r using (run_id)"
         " where l.phase = 'transform' and l.step is null and r.started_at >= %s"
-        " and l.status = 'succeeded'",
+        " and r.started_at < %s and l.status = 'succeeded'",
         started,
+        second_started,
     )
     assert sorted(t[0] for t in transform) == sorted(CLANS)
     # the marts readers see have all six clans
@@ -249,3 +254,27 @@ def test_fanout_over_two_workers_lands_each_clan_once_and_builds_once(
     assert sorted(m[0] for m in marts) == sorted(CLANS)
     # the parent said so in its state
     assert re.search(r"6 clan\(s\) built", parent.state.message or ""), parent.state.message
+
+    # the second fan-out: Partial (a Failed state) naming the clan; the others built once
+    partial, partial_children = _read_runs(partial.id)
+    assert partial.state.is_failed() and partial.state.name == "Partial", partial.state
+    assert "1 of 6 clan(s) not built" in partial.state.message, partial.state.message
+    assert CLANS[0] in partial.state.message
+    failed = [c for c in partial_children if CLANS[0] in c.parameters["clan_tags"]]
+    assert len(partial_children) == 3 and len(failed) == 1
+    [build] = _rows(
+        warehouse,
+        "select status, clan_tags from ops.transform_builds where started_at >= %s",
+        second_started,
+    )
+    assert build[0] == "published" and sorted(build[1]) == sorted(CLANS[1:])
+    statuses = dict(
+        _rows(
+            warehouse,
+            "select clan_tags[1], status from ops.ingest_runs"
+            " where kind = 'ingest' and started_at >= %s",
+            second_started,
+        )
+    )
+    assert statuses.pop(CLANS[0]) == "failed"
+    assert set(statuses) == set(CLANS[1:]) and set(statuses.values()) == {"succeeded"}
