@@ -15,16 +15,17 @@ Printed, per cycle: requests, skipped requests, 429s, wall time, the API floor (
 keys' combined rate) and the ratio; then one JSON object as the last line with ``clans, keys,
 workers, allowed_rps, achieved_rps, utilisation, throttled, requests_per_clan_run,
 naive_requests_per_clan_run, stored_bytes_per_clan_run, db_bytes_per_clan_run, cycle_seconds,
-cycle_vs_floor, first_run_seconds, first_run_vs_floor, max_worker_rss_mb, activity``
+cycle_vs_floor, first_run_seconds, first_run_vs_floor, max_worker_rss_mb,
+worker_cpu_ms_per_request, activity``
 (``achieved_rps`` and ``utilisation`` over all cycles, the rest over the hourly cycles;
 ``naive``: what fetching everything would have cost, requests + skipped; ``stored_bytes``: new
 payload bytes; ``db_bytes``: growth of the database's files, tables and indexes).
 
 Run: ``uv run python bench/scale.py --clans 1000 --keys 8 --workers 2 --no-build`` (embedded
 PostgreSQL in a temporary folder; about 20 minutes). ``--keys 1 --workers 4`` checks that one key
-shared by four processes still gets no 429; ``--activity P`` sets the chance that a member plays
-in an hour (docs/SCALING.md's table of requests per clan-hour). Without ``--no-build`` a dbt build of every clan
-follows each cycle (its time is printed, not part of the cycle).
+shared by four processes still gets no 429; ``--activity P`` sets the chance that a member
+plays in an hour (docs/SCALING.md's table of requests per clan-hour). Without ``--no-build`` a
+dbt build of every clan follows each cycle (its time is printed, not part of the cycle).
 """
 
 from __future__ import annotations
@@ -60,6 +61,7 @@ class Cycle:
     skipped: int
     bytes_new: int
     db_bytes: int  # growth of the database's files (tables and indexes, not WAL)
+    worker_cpu: float  # CPU seconds of the worker processes (user + system)
     runs: int
     throttled: int
     max_rss_mb: float
@@ -131,11 +133,12 @@ def run_cycle(args: argparse.Namespace, sim, urls: tuple[str, str], tokens: list
         proc.stdin.write(json.dumps(spec))
         proc.stdin.close()
         procs.append(proc)
-    rss, statuses = 0.0, {}
+    rss, cpu, statuses = 0.0, 0.0, {}
     for proc in procs:
         _, status, usage = os.wait4(proc.pid, 0)
         proc.returncode = os.waitstatus_to_exitcode(status)
         rss = max(rss, usage.ru_maxrss / 1024)  # KiB on Linux
+        cpu += usage.ru_utime + usage.ru_stime
         out = proc.stdout.read() if proc.stdout else ""
         lines = [line for line in out.splitlines() if line.startswith("{")]
         if proc.returncode != 0 and not lines:
@@ -157,6 +160,7 @@ def run_cycle(args: argparse.Namespace, sim, urls: tuple[str, str], tokens: list
         skipped=int(row[2]),
         bytes_new=int(row[3]),
         db_bytes=size_after - size_before,
+        worker_cpu=cpu,
         runs=int(row[0]),
         throttled=sim.stats.throttled,
         max_rss_mb=rss,
@@ -274,6 +278,9 @@ def summary(args: argparse.Namespace, cycles: list[Cycle]) -> dict[str, object]:
         "naive_requests_per_clan_run": round((requests + sum(c.skipped for c in hourly)) / runs, 2),
         "stored_bytes_per_clan_run": round(sum(c.bytes_new for c in hourly) / runs),
         "db_bytes_per_clan_run": round(sum(c.db_bytes for c in hourly) / runs),
+        "worker_cpu_ms_per_request": round(
+            1000 * sum(c.worker_cpu for c in cycles) / max(1, sum(c.requests for c in cycles)), 2
+        ),
         "cycle_seconds": round(cycle_seconds, 1),
         "cycle_vs_floor": round(cycle_seconds / floor, 3) if floor else None,
         "first_run_seconds": round(cycles[0].wall, 1),

@@ -3,7 +3,8 @@
 Real parts only: the session's Prefect server, a ``process`` work pool created with
 ``prefect work-pool create``, the deployments of ``prefect.yaml`` registered with
 ``prefect deploy``, two ``prefect worker start`` processes, a simulator server for the
-API, the embedded PostgreSQL and dbt. The fan-out runs 6 clans in chunks of 2.
+API, the embedded PostgreSQL and dbt. The fan-out runs 6 clans in chunks of 2, then again
+with one clan gone from the API (``Partial``: the other five are built).
 """
 
 from __future__ import annotations
