@@ -35,6 +35,7 @@ import asyncio
 import json
 import os
 import secrets
+import signal
 import subprocess
 import sys
 import tempfile
@@ -226,22 +227,30 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-scale-") as tmp:
         home = Path(tmp)
         os.environ["CLASH_PIPELINE_HOME"] = str(home)
+        for name in ("DATABASE_URL", "INGEST_DATABASE_URL", "TRANSFORM_DATABASE_URL"):
+            os.environ.pop(name, None)  # always a fresh embedded server, never a warehouse
         settings = load_settings(clash_pipeline_home=home)
-        access = resolve_access(settings)  # a fresh embedded server in the temporary home
-        migrate(access.owner)
-        db_url = access.ingest
-        activity = {} if args.activity is None else {"activity_per_hour": args.activity}
-        with SimulatedClashApi(seed=args.seed, token=tokens[0], faults=faults, **activity) as sim:
-            for n in range(args.cycles):
-                cycle = run_cycle(args, sim, (access.owner, db_url), tokens, clans)
-                if not args.no_build:
-                    cycle.build_seconds = _build(access.transform, home)
-                cycles.append(cycle)
-                _print_cycle(args, n, cycle)
-                sim.clock.advance(HOUR)
-        if settings.uses_embedded_database:
+        try:
+            access = resolve_access(settings)  # a fresh embedded server in the temporary home
+            migrate(access.owner)
+            activity = {} if args.activity is None else {"activity_per_hour": args.activity}
+            with SimulatedClashApi(
+                seed=args.seed, token=tokens[0], faults=faults, **activity
+            ) as sim:
+                for n in range(args.cycles):
+                    cycle = run_cycle(args, sim, (access.owner, access.ingest), tokens, clans)
+                    if not args.no_build:
+                        cycle.build_seconds = _build(access.transform, home)
+                    cycles.append(cycle)
+                    _print_cycle(args, n, cycle)
+                    sim.clock.advance(HOUR)
+        except KeyboardInterrupt:
+            print("interrupted: stopping the workers' database", file=sys.stderr)
+            raise SystemExit(130) from None
+        finally:  # the server lives in the temporary folder: stop it before it goes
             from clash_pipeline.warehouse.embedded import EmbeddedPostgres
 
+            signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C: still clean up
             EmbeddedPostgres(settings.home).stop()
     print(json.dumps(summary(args, cycles)))
 

@@ -321,6 +321,16 @@ def test_get_clan_sends_token_only_in_authorization_header(server):
     assert TOKEN not in repr(client)
 
 
+def test_a_client_serving_many_clans_keeps_no_records(server):
+    """keep_records=False (the fetch's client, shared by every clan): the response still
+    carries its record, the client keeps none (its memory does not grow with the run)."""
+    server.script(CLAN_PATH, Reply(200, {"tag": CLAN, "name": "x"}))
+    client = make_client(server.base_url, keep_records=False)
+    response = run(fetch_clan(client))
+    assert response.record.status == 200 and response.data["name"] == "x"
+    assert client.records == []
+
+
 def test_every_endpoint_path(server):
     async def main():
         async with make_client(server.base_url) as client:

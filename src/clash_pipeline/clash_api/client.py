@@ -96,7 +96,8 @@ class ClashClient:
     """Async client for the endpoints the pipeline uses, with retries, pacing and a fetch log.
 
     Use as ``async with ClashClient.from_settings(settings) as client:``; ``records`` lists every
-    request made, in completion order. The keys are a :class:`KeyPool` (``keys=``, shared by
+    request made, in completion order (unless ``keep_records=False``: a client shared by the
+    runs of thousands of clans must not keep every body it received). The keys are a :class:`KeyPool` (``keys=``, shared by
     every client of a run) or one ``token`` paced by its ``limiter``.
     """
 
@@ -111,6 +112,7 @@ class ClashClient:
         retry: RetryPolicy | None = None,
         clock: Callable[[], datetime] = utc_now,
         sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
+        keep_records: bool = True,
     ) -> None:
         self._base_url = _check_base_url(base_url)
         parts = urlsplit(self._base_url)
@@ -129,6 +131,7 @@ class ClashClient:
         self._sleep = sleep
         self._rng = random.Random()  # jitter only, not security
         self.records: list[FetchRecord] = []
+        self._keep_records = keep_records
         self._http = _http_client(self.timeout, pool=keys.max_concurrency)
 
     @property
@@ -229,7 +232,8 @@ class ClashClient:
         tally = _Tally()
         outcome = await self._attempt_with_retries(endpoint, resource_tag, path, tally)
         record = self._record(endpoint, resource_tag, path, outcome, tally)
-        self.records.append(record)
+        if self._keep_records:
+            self.records.append(record)
         error_cls = outcome.error_cls
         if error_cls is None:
             assert outcome.data is not None

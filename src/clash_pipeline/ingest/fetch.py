@@ -94,6 +94,7 @@ def build_client(settings: Settings, target: ApiTarget, keys: KeyPool) -> ClashC
         timeout=settings.coc_timeout_seconds,
         retry=RetryPolicy(max_retries=settings.coc_max_retries),
         clock=target.clock,
+        keep_records=False,  # each clan's bundle keeps its own; the client serves them all
     )
 
 

@@ -59,6 +59,7 @@ async def _api_client(ctx: RunContext, keys: KeyPool) -> AsyncIterator[ClashClie
         timeout=ctx.request_timeout,
         retry=RetryPolicy(max_retries=ctx.request_retries),
         clock=await _api_clock(ctx.api),
+        keep_records=False,  # the bundle keeps the clan's records
     )
     async with client:
         yield client
