@@ -94,11 +94,28 @@ def worker(spec: dict[str, object]) -> None:
         tokens=tuple(tokens),
     )
     clans = [str(c) for c in spec["clans"]]  # type: ignore[attr-defined]
-    outcomes = asyncio.run(fetch_clans(settings, str(spec["db_url"]), clans, target, trigger="cli"))
+    run = fetch_clans(settings, str(spec["db_url"]), clans, target, trigger="cli")
+    if spec.get("profile"):  # --profile: where a worker's CPU goes (cProfile, by cumulative time)
+        import cProfile
+
+        profile = cProfile.Profile()
+        outcomes = profile.runcall(asyncio.run, run)
+        profile.dump_stats(str(spec["profile"]))
+    else:
+        outcomes = asyncio.run(run)
     statuses: dict[str, int] = {}
     for outcome in outcomes:
         statuses[outcome.status] = statuses.get(outcome.status, 0) + 1
-    print(json.dumps({"statuses": statuses}))
+    print(json.dumps({"statuses": statuses, "peak_rss_mb": _peak_rss_mb()}))
+
+
+def _peak_rss_mb() -> float:
+    """This process's peak resident memory since its exec (VmHWM). Not ``ru_maxrss`` of
+    ``wait4``: Linux carries that over from the parent at fork (the simulator's size)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024  # kB
+    return 0.0
 
 
 # -- the driver -----------------------------------------------------------------------------------
@@ -121,6 +138,8 @@ def run_cycle(args: argparse.Namespace, sim, urls: tuple[str, str], tokens: list
     procs, started = [], time.perf_counter()
     for i in range(args.workers):
         spec = {"base_url": sim.base_url, "tokens": tokens, "db_url": db_url}
+        if args.profile:
+            spec["profile"] = f"{args.profile}.worker{i}.cycle{sim.clock.now():%H}"
         spec["clans"] = clans[i :: args.workers]
         proc = subprocess.Popen(
             [sys.executable, __file__, "--worker"],
@@ -138,13 +157,14 @@ def run_cycle(args: argparse.Namespace, sim, urls: tuple[str, str], tokens: list
     for proc in procs:
         _, status, usage = os.wait4(proc.pid, 0)
         proc.returncode = os.waitstatus_to_exitcode(status)
-        rss = max(rss, usage.ru_maxrss / 1024)  # KiB on Linux
         cpu += usage.ru_utime + usage.ru_stime
         out = proc.stdout.read() if proc.stdout else ""
         lines = [line for line in out.splitlines() if line.startswith("{")]
         if proc.returncode != 0 and not lines:
             raise SystemExit(f"a worker failed (exit {proc.returncode})")
-        for name, n in json.loads(lines[-1])["statuses"].items():
+        report = json.loads(lines[-1])
+        rss = max(rss, float(report["peak_rss_mb"]))
+        for name, n in report["statuses"].items():
             statuses[name] = statuses.get(name, 0) + n
     wall = time.perf_counter() - started
     with psycopg.connect(db_url, autocommit=True) as conn:
@@ -199,6 +219,7 @@ def _arguments() -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--no-build", action="store_true", help="no dbt build after the cycles")
     parser.add_argument("--verbose", action="store_true", help="show the workers' logs")
+    parser.add_argument("--profile", help="write each worker's cProfile stats to PROFILE.*")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     return parser.parse_args()
 

@@ -16,14 +16,13 @@ the command line that every version has (``clash-pipeline demo``, ``db url``, ``
 per endpoint, and exit 1 on any difference. The worktrees are removed at the end.
 
 A dump runs ``demo`` into a fresh ``CLASH_PIPELINE_HOME`` (embedded PostgreSQL, simulated
-API, seed 42, every simulated member active every hour (``SIM_ACTIVITY_PER_HOUR=1``), every request every
-run (``COC_FETCH_PLAN=full``), its
-two demo clans; ``DEMO_HISTORY``: one simulated day of two runs that both
-build the marts, so the second build is incremental; the simulated clock starts on
-2026-11-02, inside a CWL week, so league wars, raid seasons and the war log all land),
-then reads every relation of the schemas ``marts`` and ``reference`` (column names and
-types, rows sorted) and the API's JSON bodies (``/api/v2/clans``; per clan the roster,
-the ingestion health and ``METRICS``; ``/api/v2/members/{tag}`` for the first
+API, seed 42, every simulated member active every hour (``SIM_ACTIVITY_PER_HOUR=1``), every
+request every run (``COC_FETCH_PLAN=full``), its two demo clans; ``DEMO_HISTORY``: one
+simulated day of two runs that both build the marts, so the second build is incremental; the
+simulated clock starts on 2026-11-02, inside a CWL week, so league wars, raid seasons and
+the war log all land), then reads every relation of the schemas ``marts`` and ``reference``
+(column names and types, rows sorted) and the API's JSON bodies (``/api/v2/clans``; per clan
+the roster, the ingestion health and ``METRICS``; ``/api/v2/members/{tag}`` for the first
 ``MEMBERS_PER_CLAN`` members of each roster). It stops the API and the embedded database
 whatever happens (also on SIGINT/SIGTERM) and leaves no process behind.
 

@@ -32,9 +32,16 @@ from tests.plugins.prefect_fixtures import (
     PIPELINE_TOKEN,
     REPO,
     mart_checksums,
-    pipeline_options,
     run_pipeline,
 )
+from tests.plugins.prefect_fixtures import pipeline_options as change_driven_options
+
+
+def pipeline_options(project, **overrides):
+    """Every request in every run: these tests count requests, retries and profiles, and
+    change one profile alone (the planner's flow runs: the change-driven test below)."""
+    return change_driven_options(project, **{"full": True, **overrides})
+
 
 pytestmark = pytest.mark.slow
 

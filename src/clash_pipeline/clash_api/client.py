@@ -97,11 +97,12 @@ class ClashClient:
 
     Use as ``async with ClashClient.from_settings(settings) as client:``; ``records`` lists every
     request made, in completion order (unless ``keep_records=False``: a client shared by the
-    runs of thousands of clans must not keep every body it received). The keys are a :class:`KeyPool` (``keys=``, shared by
-    every client of a run) or one ``token`` paced by its ``limiter``.
+    runs of thousands of clans must not keep every body it received). The keys are a
+    :class:`KeyPool` (``keys=``, shared by every client of a run) or one ``token`` paced by
+    its ``limiter``.
     """
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 - keyword-only settings of one client
         self,
         *,
         base_url: str,
@@ -132,7 +133,10 @@ class ClashClient:
         self._rng = random.Random()  # jitter only, not security
         self.records: list[FetchRecord] = []
         self._keep_records = keep_records
-        self._http = _http_client(self.timeout, pool=keys.max_concurrency)
+        # One connection pool per key, sized to the key's requests in flight: httpcore scans
+        # its pool's connections pairwise on every request, so one pool of every key's
+        # connections (32 with 8 keys) cost ~2.5 ms of CPU a request (bench/scale.py --profile).
+        self._http: dict[int, httpx.AsyncClient] = {}
 
     @property
     def limiter(self) -> RateLimiter:
@@ -180,8 +184,17 @@ class ClashClient:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Close the connection pool."""
-        await self._http.aclose()
+        """Close the connection pools."""
+        pools, self._http = list(self._http.values()), {}
+        for pool in pools:
+            await pool.aclose()
+
+    def _pool(self, key: ApiKey) -> httpx.AsyncClient:
+        pool = self._http.get(key.position)
+        if pool is None:
+            size = self.keys.concurrency(key)
+            pool = self._http[key.position] = _http_client(self.timeout, pool=size)
+        return pool
 
     # -- endpoints ---------------------------------------------------------------------------
 
@@ -377,7 +390,7 @@ class ClashClient:
             # httpx's timeout is per phase (connect, each read…); this caps a server that trickles.
             async with asyncio.timeout(self.timeout * 3):
                 headers_out = {"Authorization": f"Bearer {key.token}"}
-                async with self._http.stream("GET", url, headers=headers_out) as response:
+                async with self._pool(key).stream("GET", url, headers=headers_out) as response:
                     status, headers = response.status_code, response.headers
                     body = await response.aread()
         except (httpx.TimeoutException, TimeoutError):

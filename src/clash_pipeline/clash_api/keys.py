@@ -229,6 +229,10 @@ class KeyPool:
         """Requests in flight at most, all keys together (the HTTP connection pool's size)."""
         return sum(limiter.max_concurrency for limiter in self._limiters.values())
 
+    def concurrency(self, key: ApiKey) -> int:
+        """Requests in flight at most on ``key`` (its HTTP connection pool's size)."""
+        return self._limiters[key.position].max_concurrency
+
     def choose(self) -> ApiKey:
         """The usable key that can start a request soonest (NoApiKeyLeftError: none left)."""
         usable = self.usable
