@@ -1,7 +1,8 @@
 """Benchmark: the roster API's 200s against its 304s, side by side.
 
 A 50-member simulated clan gets one pipeline run (the real Prefect flow and a
-full dbt build) into a fresh database of the embedded PostgreSQL; then
+full dbt build) into a fresh embedded PostgreSQL in a temporary folder (never
+the configured warehouse; stopped at the end, also on Ctrl-C); then
 ``clash-pipeline api`` serves it in its own process and a client sends
 ``GET /api/v2/roster?clan=TAG`` from 8 concurrent connections on loopback:
 2,000 plain requests (200, the body from the server's version-keyed cache) and
@@ -34,32 +35,24 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import httpx  # noqa: E402
 
-from bench.pipeline import fresh_database, full_clans, run  # noqa: E402
-from clash_pipeline.orchestration.runtime import configure_prefect  # noqa: E402
+from bench._common import temporary_warehouse  # noqa: E402
+from bench.pipeline import full_clans, run  # noqa: E402
 from clash_pipeline.project import project_dir  # noqa: E402
-from clash_pipeline.settings import load_settings  # noqa: E402
-from clash_pipeline.warehouse.connect import resolve_database_url  # noqa: E402
-from clash_pipeline.warehouse.migrations import migrate  # noqa: E402
 
 ROUND = 250
 
 
-def build_warehouse(home: Path, seed: int) -> tuple[str, str]:
-    """A fresh database with one pipeline run of a 50-member simulated clan."""
+def build_warehouse(seed: int) -> str:
+    """One pipeline run of a 50-member simulated clan into the warehouse of
+    ``CLASH_PIPELINE_HOME`` (see :func:`bench._common.temporary_warehouse`); its tag."""
     from clash_pipeline.orchestration.options import PipelineOptions
     from clash_pipeline.simulator.server import SimulatedClashApi
 
-    os.environ["CLASH_PIPELINE_HOME"] = str(home)
-    configure_prefect(home, quiet=True)
-    settings = load_settings(clash_pipeline_home=home)
-    db_url = fresh_database(resolve_database_url(settings), "bench_api")
-    migrate(db_url)
-    os.environ["DATABASE_URL"] = db_url
     options = PipelineOptions(trigger="cli", requests_per_second=200, transform_mode="run")
     with SimulatedClashApi(seed=seed, token=secrets.token_urlsafe(16)) as sim:
         [clan] = full_clans(sim, 1)
         run(sim, [clan], options)
-    return db_url, clan
+    return clan
 
 
 def free_port() -> int:
@@ -69,10 +62,9 @@ def free_port() -> int:
         return port
 
 
-def start_api(
-    db_url: str, port: int, log: Path, *, body_cache: bool = True
-) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "DATABASE_URL": db_url}
+def start_api(port: int, log: Path, *, body_cache: bool = True) -> subprocess.Popen[bytes]:
+    """``clash-pipeline api`` on the warehouse of this process's environment (``DATABASE_URL``,
+    or the embedded PostgreSQL of ``CLASH_PIPELINE_HOME`` as its read-only login)."""
     command = [
         sys.executable,
         "-m",
@@ -89,19 +81,28 @@ def start_api(
         command,
         stdout=log.open("ab"),
         stderr=subprocess.STDOUT,
-        env=env,
+        env=dict(os.environ),
         cwd=project_dir(),
     )
+    try:
+        _wait_until_serving(process, port, log)
+    except BaseException:  # Ctrl-C while it starts too: no API left behind
+        process.terminate()
+        process.wait(timeout=15)
+        raise
+    return process
+
+
+def _wait_until_serving(process: subprocess.Popen[bytes], port: int, log: Path) -> None:
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:
             httpx.get(f"http://127.0.0.1:{port}/api/v2/clans", timeout=2)
-            return process
+            return
         except httpx.HTTPError:
             if process.poll() is not None:
                 raise SystemExit(f"the API did not start:\n{log.read_text()}") from None
             time.sleep(0.2)
-    process.terminate()
     raise SystemExit("the API did not start within 60 s")
 
 
@@ -252,6 +253,24 @@ def report(results: Results) -> None:
 
 
 def main() -> None:
+    args = _arguments()
+    if os.environ.get("DATABASE_URL"):  # an existing warehouse, used as it is
+        with tempfile.TemporaryDirectory(prefix="bench-api-") as logs:
+            serve_and_measure(args, Path(logs), args.clan)
+        return
+    home = Path(args.home).resolve() if args.home else None
+    with temporary_warehouse("bench-api-", home=home, prefect=True, keep=home is not None) as wh:
+        print("building a warehouse: one pipeline run of a 50-member simulated clan ...")
+        clan = build_warehouse(args.seed)
+        if home is not None:
+            print(
+                f"kept: CLASH_PIPELINE_HOME={home} (clan {clan}); its URL: "
+                f"CLASH_PIPELINE_HOME={home} uv run clash-pipeline db url (db stop to stop it)"
+            )
+        serve_and_measure(args, wh.home, clan)
+
+
+def _arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=2000, help="requests of each kind")
     parser.add_argument("--concurrency", type=int, default=8)
@@ -260,40 +279,26 @@ def main() -> None:
     parser.add_argument(
         "--home", help="keep the embedded database in this folder (default: a temporary one)"
     )
-    args = parser.parse_args()
+    return parser.parse_args()
 
-    with tempfile.TemporaryDirectory(prefix="bench-api-") as tmp:
-        home = Path(args.home or tmp).resolve()
-        given = os.environ.get("DATABASE_URL")
-        if given:
-            db_url, clan = given, args.clan
-        else:
-            print("building a warehouse: one pipeline run of a 50-member simulated clan ...")
-            db_url, clan = build_warehouse(home, args.seed)
-            if args.home:
-                print(f"kept: DATABASE_URL={db_url} (clan {clan})")
-        ports = {"cached": free_port(), "uncached": free_port()}
-        apis = [
-            start_api(db_url, ports["cached"], home / "api.log"),
-            start_api(db_url, ports["uncached"], home / "api-uncached.log", body_cache=False),
-        ]
-        try:
-            urls = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
-            base_url = urls["cached"]
-            if clan is None:
-                clans = httpx.get(f"{base_url}/api/v2/clans").json()["clans"]
-                if not clans:
-                    raise SystemExit("the database has no clan: run clash-pipeline demo first")
-                clan = clans[0]["clan_tag"]
-            asyncio.run(bench(urls, clan, args.requests, args.concurrency))
-        finally:
-            for api in apis:
-                api.terminate()
-                api.wait(timeout=15)
-            if not given and not args.home:
-                from clash_pipeline.warehouse.embedded import EmbeddedPostgres
 
-                EmbeddedPostgres(home).stop()
+def serve_and_measure(args: argparse.Namespace, logs: Path, clan: str | None) -> None:
+    """Two API processes (with and without the body cache), the client, then stop them."""
+    ports = {"cached": free_port(), "uncached": free_port()}
+    apis = [start_api(ports["cached"], logs / "api.log")]
+    try:
+        apis.append(start_api(ports["uncached"], logs / "api-uncached.log", body_cache=False))
+        urls = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
+        if clan is None:
+            clans = httpx.get(f"{urls['cached']}/api/v2/clans").json()["clans"]
+            if not clans:
+                raise SystemExit("the database has no clan: run clash-pipeline demo first")
+            clan = clans[0]["clan_tag"]
+        asyncio.run(bench(urls, clan, args.requests, args.concurrency))
+    finally:
+        for api in apis:
+            api.terminate()
+            api.wait(timeout=15)
 
 
 if __name__ == "__main__":

@@ -10,8 +10,14 @@ Printed, all measured in this one run:
 * payload bytes stored by a second, unchanged fetch as a share of the first
   (target < 5 %): content addressing means an unchanged body is not stored again.
 
-Run: ``uv run python bench/fetch.py`` (embedded PostgreSQL in a temporary
-folder, or ``DATABASE_URL``; ``--rate`` and ``--latency-ms`` to vary).
+Both fetches are full (``fetch_clans(..., full=True)``): every endpoint and every
+member's profile, as before change-driven polling (README "Change-driven polling"),
+which would skip the unchanged members of the second fetch; the point here is
+every request and what storing its body costs.
+
+Run: ``uv run python bench/fetch.py`` (a fresh embedded PostgreSQL in a temporary
+folder, never the configured warehouse, stopped at the end; ``--rate`` and
+``--latency-ms`` to vary).
 """
 
 from __future__ import annotations
@@ -20,7 +26,6 @@ import argparse
 import asyncio
 import secrets
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -28,19 +33,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import psycopg  # noqa: E402
 
+from bench._common import temporary_warehouse  # noqa: E402
 from clash_pipeline.clash_api.ratelimit import RateLimiter  # noqa: E402
 from clash_pipeline.ingest.fetch import ApiTarget, fetch_clans  # noqa: E402
-from clash_pipeline.settings import load_settings  # noqa: E402
 from clash_pipeline.simulator.server import FaultConfig, SimulatedClashApi  # noqa: E402
-from clash_pipeline.warehouse.connect import resolve_database_url  # noqa: E402
-from clash_pipeline.warehouse.migrations import migrate  # noqa: E402
-
-
-def fresh_database(admin_url: str, name: str) -> str:
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'drop database if exists "{name}" with (force)')
-        conn.execute(f'create database "{name}"')
-    return psycopg.conninfo.make_conninfo(admin_url, dbname=name)
 
 
 def _arguments() -> argparse.Namespace:
@@ -54,22 +50,14 @@ def _arguments() -> argparse.Namespace:
 
 def main() -> None:
     args = _arguments()
-    with tempfile.TemporaryDirectory(prefix="bench-fetch-") as home:
-        settings = load_settings(clash_pipeline_home=Path(home))
-        admin_url = resolve_database_url(settings)
-        db_url = fresh_database(admin_url, "bench_fetch")
-        migrate(db_url)
+    with temporary_warehouse("bench-fetch-") as warehouse:
         token = secrets.token_urlsafe(16)
         faults = FaultConfig(rate_limit_per_second=args.rate, latency_ms=args.latency_ms)
         with SimulatedClashApi(seed=args.seed, token=token, faults=faults) as sim:
             tag = sim.world.find_clan(50, sim.clock.now())
             members = len(sim.world.roster_tags(tag, sim.clock.now()))
-            results = _measure(args, settings, db_url, sim, tag)
-
-        if settings.uses_embedded_database:
-            from clash_pipeline.warehouse.embedded import EmbeddedPostgres
-
-            EmbeddedPostgres(settings.home).stop()
+            db_url = warehouse.access.ingest  # the login the pipeline's fetch uses
+            results = _measure(args, warehouse.settings, db_url, sim, tag)
 
     print(
         f"clan {tag} ({members} members): {results[0][1].requests} requests per fetch, "
@@ -86,7 +74,9 @@ def _measure(args, settings, db_url: str, sim: SimulatedClashApi, tag: str) -> l
         sim.stats.reset()
         limiter = RateLimiter(args.rate, args.concurrency)
         t0 = time.perf_counter()
-        [outcome] = asyncio.run(fetch_clans(settings, db_url, [tag], target, limiter=limiter))
+        [outcome] = asyncio.run(
+            fetch_clans(settings, db_url, [tag], target, limiter=limiter, full=True)
+        )
         wall = time.perf_counter() - t0
         assert outcome.status == "succeeded", outcome.error
         with psycopg.connect(db_url) as conn:

@@ -13,8 +13,12 @@ copies the build to ``marts`` in one transaction
   publish transaction, including dropping the restore point) and the rows the
   publish wrote, next to the rows the published marts hold.
 
-Run: ``uv run python bench/publish.py`` (embedded PostgreSQL in a temporary
-folder; about 4 minutes for 30 days). The last line is one JSON object.
+Snapshots are landed as the pipeline lands them (change-driven polling) as the
+ingest login; the builds and the publish run as the transform login.
+
+Run: ``uv run python bench/publish.py`` (a fresh embedded PostgreSQL in a
+temporary folder, never the configured warehouse, stopped at the end; about 4
+minutes for 30 days; ``--days 7`` for a quicker look). The last line is one JSON object.
 """
 
 from __future__ import annotations
@@ -24,7 +28,6 @@ import json
 import secrets
 import statistics
 import sys
-import tempfile
 import time
 import uuid
 from datetime import timedelta
@@ -33,16 +36,13 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.fetch import fresh_database  # noqa: E402
+from bench._common import temporary_warehouse  # noqa: E402
 from bench.transform import VARS, Bench  # noqa: E402
 from clash_pipeline import project  # noqa: E402
 from clash_pipeline.orchestration.phases.transform import dbt_arguments  # noqa: E402
-from clash_pipeline.settings import load_settings  # noqa: E402
 from clash_pipeline.simulator.server import SimulatedClashApi  # noqa: E402
 from clash_pipeline.transform import restore  # noqa: E402
 from clash_pipeline.transform.dbt import run_dbt  # noqa: E402
-from clash_pipeline.warehouse.connect import resolve_database_url  # noqa: E402
-from clash_pipeline.warehouse.migrations import migrate  # noqa: E402
 
 
 def published_build(bench: Bench, scope: str) -> dict[str, Any]:
@@ -96,13 +96,10 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="bench-publish-") as home:
-        settings = load_settings(clash_pipeline_home=Path(home))
-        db_url = fresh_database(resolve_database_url(settings), "bench_publish")
-        migrate(db_url)
+    with temporary_warehouse("bench-publish-") as warehouse:
         with SimulatedClashApi(seed=args.seed, token=secrets.token_urlsafe(16)) as sim:
             sim.clock.set(sim.clock.now() - timedelta(days=args.days + 2))
-            bench = Bench(settings, db_url, sim, sim.world.find_clan(50, sim.clock.now()))
+            bench = Bench(warehouse, sim, sim.world.find_clan(50, sim.clock.now()))
             bench.land(args.per_day)
             bench.dbt("seed")
             first = published_build(bench, "full")
@@ -112,11 +109,7 @@ def main() -> None:
             for _ in range(args.repeat):
                 bench.land(1)
                 builds.append(published_build(bench, "incremental"))
-            total_rows = published_rows(db_url)
-        if settings.uses_embedded_database:
-            from clash_pipeline.warehouse.embedded import EmbeddedPostgres
-
-            EmbeddedPostgres(settings.home).stop()
+            total_rows = published_rows(bench.db_url)
 
     dbt_s = statistics.median(b["dbt_s"] for b in builds)
     publish_s = statistics.median(b["publish_s"] for b in builds)

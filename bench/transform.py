@@ -17,8 +17,13 @@ Printed: incremental(day N) / incremental(day 1) (target <= 1.5) for dbt run,
 dbt build and the metric models, and full refresh / incremental (day N). Each
 figure is the median of ``--repeat`` new snapshots.
 
-Run: ``uv run python bench/transform.py`` (embedded PostgreSQL in a temporary
-folder; about 5 minutes for 90 days). ``--days 30`` for a quicker look.
+Snapshots are landed as the pipeline lands them (change-driven polling, README
+"Change-driven polling": a member's profile when it changed or is a day old), as
+the ingest login; dbt runs as the transform login.
+
+Run: ``uv run python bench/transform.py`` (a fresh embedded PostgreSQL in a
+temporary folder, never the configured warehouse, stopped at the end; about 5
+minutes for 90 days). ``--days 30`` for a quicker look.
 """
 
 from __future__ import annotations
@@ -28,7 +33,6 @@ import asyncio
 import secrets
 import statistics
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from datetime import timedelta
@@ -37,14 +41,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
-from bench.fetch import fresh_database  # noqa: E402
+from bench._common import Warehouse, temporary_warehouse  # noqa: E402
 from clash_pipeline.clash_api.ratelimit import RateLimiter  # noqa: E402
 from clash_pipeline.ingest.fetch import ApiTarget, fetch_clans  # noqa: E402
-from clash_pipeline.settings import load_settings  # noqa: E402
 from clash_pipeline.simulator.server import SimulatedClashApi  # noqa: E402
 from clash_pipeline.transform.dbt import DbtResult, run_dbt  # noqa: E402
-from clash_pipeline.warehouse.connect import resolve_database_url  # noqa: E402
-from clash_pipeline.warehouse.migrations import migrate  # noqa: E402
 
 STEP = timedelta(hours=6)
 VARS = {"staging_test_days": 3}
@@ -70,17 +71,21 @@ METRIC_MODELS = (
 
 
 class Bench:
-    def __init__(self, settings, db_url: str, sim: SimulatedClashApi, tag: str) -> None:
-        self.settings, self.db_url, self.sim, self.tag = settings, db_url, sim, tag
+    """Lands snapshots as the ingest login; ``db_url`` is the transform login's (dbt)."""
+
+    def __init__(self, warehouse: Warehouse, sim: SimulatedClashApi, tag: str) -> None:
+        self.settings, self.sim, self.tag = warehouse.settings, sim, tag
+        self.ingest_url, self.db_url = warehouse.access.ingest, warehouse.access.transform
         self.target = ApiTarget(sim.base_url, sim.token, "simulator", sim.clock.now)
         self.snapshots = 0
 
     def land(self, count: int) -> None:
         limiter = RateLimiter(2000, 32)
         for _ in range(count):
-            [outcome] = asyncio.run(
-                fetch_clans(self.settings, self.db_url, [self.tag], self.target, limiter=limiter)
+            fetch = fetch_clans(
+                self.settings, self.ingest_url, [self.tag], self.target, limiter=limiter
             )
+            [outcome] = asyncio.run(fetch)
             assert outcome.status == "succeeded", outcome.error
             self.snapshots += 1
             self.sim.clock.advance(STEP)
@@ -157,19 +162,11 @@ def _arguments() -> argparse.Namespace:
 
 def main() -> None:
     args = _arguments()
-    with tempfile.TemporaryDirectory(prefix="bench-transform-") as home:
-        settings = load_settings(clash_pipeline_home=Path(home))
-        db_url = fresh_database(resolve_database_url(settings), "bench_transform")
-        migrate(db_url)
+    with temporary_warehouse("bench-transform-") as warehouse:
         with SimulatedClashApi(seed=args.seed, token=secrets.token_urlsafe(16)) as sim:
             sim.clock.set(sim.clock.now() - timedelta(days=args.days + 2))
             tag = sim.world.find_clan(50, sim.clock.now())
-            results = _measure(args, Bench(settings, db_url, sim, tag))
-
-        if settings.uses_embedded_database:
-            from clash_pipeline.warehouse.embedded import EmbeddedPostgres
-
-            EmbeddedPostgres(settings.home).stop()
+            results = _measure(args, Bench(warehouse, sim, tag))
     _print_results(args, results)
 
 
