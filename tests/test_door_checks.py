@@ -523,7 +523,8 @@ def test_a_scheduled_run_keeps_a_merged_clan_body_out_of_the_marts(warehouse, pi
         sim.faults.push(f"{lost}/members", status=503, count=10)
         own = sim.world.members(PIPELINE_CLAN, when)
         partner = sim.world.clan(MERGE_PARTNER, when)["memberList"]
-        options = pipeline_options(pipeline_project, transform_mode="build")
+        # full: every listed member's profile, so the run's profile count is its roster
+        options = pipeline_options(pipeline_project, transform_mode="build", full=True)
         report = run_pipeline(sim, options, [PIPELINE_CLAN, OTHER, lost])
 
     merged, other, failed = (report.run_for(t) for t in (PIPELINE_CLAN, OTHER, lost))

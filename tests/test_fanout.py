@@ -158,6 +158,7 @@ def _rows(url: str, query: str, *args: Any) -> list[tuple[Any, ...]]:
         return conn.execute(query, args).fetchall()
 
 
+@pytest.mark.timeout(1800)  # two fan-outs, each flow-run process ~20 s to start when loaded
 def test_fanout_over_two_workers_lands_each_clan_once_and_builds_once(
     fanout_env: dict[str, Any], warehouse: str, pipeline_project: Path
 ) -> None:

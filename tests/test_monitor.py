@@ -58,8 +58,8 @@ def _alerts(db_url):
     )
 
 
-def _run(sim, project):
-    report = run_pipeline(sim, pipeline_options(project, transform_mode="run"))
+def _run(sim, project, **options):
+    report = run_pipeline(sim, pipeline_options(project, transform_mode="run", **options))
     [run] = report.runs
     assert run.status == "succeeded", run.error
     return run
@@ -172,7 +172,7 @@ def test_players_returning_404_open_a_failed_player_fetches_alert(warehouse, sim
     ]
     sim.faults.update(missing_players=set(members[:8]))
     sim.clock.advance(timedelta(seconds=1))
-    run = _run(sim, pipeline_project)
+    run = _run(sim, pipeline_project, full=True)  # every profile: the 8 are asked for
     roster, failed, *_ = _health(warehouse, run.run_id)
     assert (roster, failed) == (len(members), 8)
     [alert] = _alerts(warehouse)
@@ -185,7 +185,7 @@ def test_players_returning_404_open_a_failed_player_fetches_alert(warehouse, sim
 
     sim.faults.update(missing_players=set())
     sim.clock.advance(timedelta(seconds=1))
-    _run(sim, pipeline_project)
+    _run(sim, pipeline_project)  # change-driven: the 8 failed fetches are retried
     assert [a[:2] for a in _alerts(warehouse)] == [("failed_player_fetches", "resolved")]
 
 

@@ -199,6 +199,8 @@ def test_a_change_driven_flow_run_skips_unchanged_members_and_says_so(
         run.run_id,
     )
     assert details["plan"] == "changes" and details["skipped"] == run.skipped
+    # the health mart's roster is the member list, not the profiles fetched (none here)
+    assert (details["roster"], details["members"]) == (roster, 0)
     assert skipped == sum(run.skipped.values()) > roster
 
 
@@ -576,7 +578,10 @@ def test_two_runs_for_one_clan_never_interleave(warehouse, sim, pipeline_project
 
     def run(name):
         reports[name] = run_pipeline(
-            sim, pipeline_options(pipeline_project, on_busy="wait", transform_mode="run")
+            sim,
+            pipeline_options(
+                pipeline_project, on_busy="wait", transform_mode="run", lock_timeout_seconds=240
+            ),
         )
 
     first = threading.Thread(target=run, args=("a",))

@@ -47,7 +47,9 @@ phases as (
         max(details_failed_requests) filter (
             where phase = 'fetch' and status = 'succeeded'
         ) as failed_requests,
-        max(details_members) filter (
+        -- the members listed; before change-driven polling every listed member's profile
+        -- was fetched, and only that count was kept
+        max(coalesce(details_roster, details_members)) filter (
             where phase = 'fetch' and status = 'succeeded'
         ) as roster_size,
         max(coalesce(details_failed_players, 0)) filter (

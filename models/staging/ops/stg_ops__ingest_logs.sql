@@ -43,6 +43,7 @@ renamed as (
         db_time_ms,
         (details ->> 'failed_requests')::int as details_failed_requests,
         (details ->> 'members')::int as details_members,
+        (details ->> 'roster')::int as details_roster,
         (details ->> 'failed_players')::int as details_failed_players,
         (details ->> 'dropped_requests')::int as details_dropped_requests,
         (details ->> 'dropped_players')::int as details_dropped_players,

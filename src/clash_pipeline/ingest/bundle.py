@@ -48,6 +48,8 @@ class ClanBundle:
     plan: FetchPlan | None = None
     #: Requests not made, by endpoint (unchanged profiles, wars not on, ended CWL wars...).
     skipped: Counter[str] = field(default_factory=Counter)
+    #: Members on the clan's roster (their profiles fetched or not); None: not known here.
+    roster: int | None = None
 
     @property
     def skipped_requests(self) -> int:
@@ -135,7 +137,9 @@ async def fetch_clan_bundle(
     members = await members_task
     by_endpoint = {k: await task for k, task in clan_level.items()}
     bundle.records.extend(_record(r) for r in [members, *by_endpoint.values(), *players])
-    bundle.records.extend(await _late_members(client, _data(members), player_tags))
+    late = await _late_members(client, _data(members), player_tags)
+    bundle.records.extend(late)
+    bundle.roster = len(player_tags) + len(late)
     if "leaguegroup" in by_endpoint:
         bundle.records.extend(
             await _cwl_wars(client, _data(by_endpoint["leaguegroup"]), planner, bundle)

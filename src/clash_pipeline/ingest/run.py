@@ -142,7 +142,8 @@ async def fetch_clan(
                 "failed_players": sum(1 for r in failed if r.endpoint == "player"),
                 "dropped_requests": len(bundle.dropped),
                 "dropped_players": bundle.dropped_players,
-                "members": bundle.members,
+                "members": bundle.members,  # profiles fetched
+                "roster": bundle.roster,  # members listed (fetched or skipped by the planner)
                 "keys": counts.keys(),  # per API key: position, fingerprint, counts
                 **plan_details(bundle),
             },
