@@ -135,24 +135,8 @@ def run_cycle(args: argparse.Namespace, sim, urls: tuple[str, str], tokens: list
     with psycopg.connect(db_url, autocommit=True) as conn:
         since = conn.execute("select clock_timestamp()").fetchone()[0]  # type: ignore[index]
         size_before = _database_size(conn)
-    procs, started = [], time.perf_counter()
-    for i in range(args.workers):
-        spec = {"base_url": sim.base_url, "tokens": tokens, "db_url": db_url}
-        if args.profile:
-            spec["profile"] = f"{args.profile}.worker{i}.cycle{sim.clock.now():%H}"
-        spec["clans"] = clans[i :: args.workers]
-        proc = subprocess.Popen(
-            [sys.executable, __file__, "--worker"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=None if args.verbose else subprocess.DEVNULL,
-            env=env,
-            text=True,
-        )
-        assert proc.stdin is not None
-        proc.stdin.write(json.dumps(spec))
-        proc.stdin.close()
-        procs.append(proc)
+    started = time.perf_counter()
+    procs = [_start_worker(args, sim, env, i, tokens, db_url, clans) for i in range(args.workers)]
     rss, cpu, statuses = 0.0, 0.0, {}
     for proc in procs:
         _, status, usage = os.wait4(proc.pid, 0)
@@ -187,6 +171,26 @@ def run_cycle(args: argparse.Namespace, sim, urls: tuple[str, str], tokens: list
         max_rss_mb=rss,
         statuses=statuses,
     )
+
+
+def _start_worker(args, sim, env, i: int, tokens: list[str], db_url: str, clans: list[str]):
+    """Worker ``i`` on its share of the clans (its spec on stdin, its report on stdout)."""
+    spec = {"base_url": sim.base_url, "tokens": tokens, "db_url": db_url}
+    if args.profile:
+        spec["profile"] = f"{args.profile}.worker{i}.cycle{sim.clock.now():%H}"
+    spec["clans"] = clans[i :: args.workers]
+    proc = subprocess.Popen(
+        [sys.executable, __file__, "--worker"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=None if args.verbose else subprocess.DEVNULL,
+        env=env,
+        text=True,
+    )
+    assert proc.stdin is not None
+    proc.stdin.write(json.dumps(spec))
+    proc.stdin.close()
+    return proc
 
 
 def _database_size(conn: psycopg.Connection) -> int:
