@@ -266,6 +266,7 @@ def test_cli_fetch_writes_the_flows_checkpoint_rows(tmp_path, migrated_db_url, s
             "dropped_requests": 0,
             "dropped_players": 0,
             "members": outcome.members,
+            "roster": outcome.members,  # the first run fetched every listed member
             "plan": "first",  # the clan's first run: everything
             "skipped": {},
             "skipped_requests": 0,
