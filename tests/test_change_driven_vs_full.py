@@ -80,11 +80,8 @@ def fetch(url: str, home: Path, sim: SimulatedClashApi, *, full: bool) -> tuple[
         fetch_clans(settings, url, [SIM_CLAN], target, limiter=limiter, full=full)
     )
     assert outcome.status == "succeeded", outcome.error
-    [(requests,)] = [
-        tuple(r.values())
-        for r in query(url, "select requests from raw.fetch_runs where run_id = %s", outcome.run_id)
-    ]
-    return outcome.run_id, requests
+    [row] = query(url, "select requests from raw.fetch_runs where run_id = %s", outcome.run_id)
+    return outcome.run_id, row["requests"]
 
 
 def build(url: str, home: Path) -> None:

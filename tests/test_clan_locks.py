@@ -11,7 +11,6 @@ import threading
 import time
 
 import psycopg
-import pytest
 
 from clash_pipeline.orchestration.options import PipelineOptions
 from clash_pipeline.orchestration.phases.locks import ClanLocks
@@ -76,8 +75,7 @@ def test_a_dropped_session_loses_every_lock_and_says_which(migrated_db_url):
     assert sessions(migrated_db_url) == (0, 0)
 
 
-@pytest.mark.parametrize("tags", [[]])
-def test_no_clan_opens_no_session(migrated_db_url, tags):
-    with ClanLocks(migrated_db_url, tags, PipelineOptions()) as locks:
+def test_no_clan_opens_no_session(migrated_db_url):
+    with ClanLocks(migrated_db_url, [], PipelineOptions()) as locks:
         locks.acquire()
         assert sessions(migrated_db_url) == (0, 0) and locks.lost() == []
