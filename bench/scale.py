@@ -67,6 +67,8 @@ class Cycle:
     throttled: int
     max_rss_mb: float
     statuses: dict[str, int]
+    steps: dict[str, float]  # mean seconds per clan run, by step (see _STEPS_SQL)
+    pacing: dict[str, float]  # the workers' key limiters: reservations, their time, late slots
     build_seconds: float | None = None
 
 
@@ -75,6 +77,8 @@ class Cycle:
 
 def worker(spec: dict[str, object]) -> None:
     """Fetch and land the spec's clans; print one JSON line with the outcome counts."""
+    from clash_pipeline.clash_api.keys import KeyPool
+    from clash_pipeline.clash_api.shared_pacing import shared_limiter_factory
     from clash_pipeline.ingest.fetch import ApiTarget, fetch_clans
     from clash_pipeline.orchestration.options import ApiSpec
     from clash_pipeline.orchestration.phases.ingest import _api_clock
@@ -94,7 +98,11 @@ def worker(spec: dict[str, object]) -> None:
         tokens=tuple(tokens),
     )
     clans = [str(c) for c in spec["clans"]]  # type: ignore[attr-defined]
-    run = fetch_clans(settings, str(spec["db_url"]), clans, target, trigger="cli")
+    db_url = str(spec["db_url"])
+    keys = KeyPool.from_settings(
+        settings, tokens, limiter_factory=shared_limiter_factory(db_url, settings)
+    )
+    run = fetch_clans(settings, db_url, clans, target, trigger="cli", keys=keys)
     if spec.get("profile"):  # --profile: where a worker's CPU goes (cProfile, by cumulative time)
         import cProfile
 
@@ -106,7 +114,14 @@ def worker(spec: dict[str, object]) -> None:
     statuses: dict[str, int] = {}
     for outcome in outcomes:
         statuses[outcome.status] = statuses.get(outcome.status, 0) + 1
-    print(json.dumps({"statuses": statuses, "peak_rss_mb": _peak_rss_mb()}))
+    limiters = [keys.limiter(key) for key in keys.keys]
+    pacing = {
+        "reservations": sum(getattr(lim, "acquired", 0) for lim in limiters),
+        "reserve_seconds": sum(getattr(lim, "reserve_seconds", 0.0) for lim in limiters),
+        "late_slots": sum(getattr(lim, "late_slots", 0) for lim in limiters),
+    }
+    asyncio.run(keys.aclose())
+    print(json.dumps({"statuses": statuses, "peak_rss_mb": _peak_rss_mb(), "pacing": pacing}))
 
 
 def _peak_rss_mb() -> float:
@@ -137,7 +152,7 @@ def run_cycle(args: argparse.Namespace, sim, urls: tuple[str, str], tokens: list
         size_before = _database_size(conn)
     started = time.perf_counter()
     procs = [_start_worker(args, sim, env, i, tokens, db_url, clans) for i in range(args.workers)]
-    rss, cpu, statuses = 0.0, 0.0, {}
+    rss, cpu, statuses, pacing = 0.0, 0.0, {}, {}
     for proc in procs:
         _, status, usage = os.wait4(proc.pid, 0)
         proc.returncode = os.waitstatus_to_exitcode(status)
@@ -148,6 +163,8 @@ def run_cycle(args: argparse.Namespace, sim, urls: tuple[str, str], tokens: list
             raise SystemExit(f"a worker failed (exit {proc.returncode})")
         report = json.loads(lines[-1])
         rss = max(rss, float(report["peak_rss_mb"]))
+        for name, value in report["pacing"].items():
+            pacing[name] = pacing.get(name, 0) + value
         for name, n in report["statuses"].items():
             statuses[name] = statuses.get(name, 0) + n
     wall = time.perf_counter() - started
@@ -158,6 +175,7 @@ def run_cycle(args: argparse.Namespace, sim, urls: tuple[str, str], tokens: list
             (since,),
         ).fetchone()
         size_after = _database_size(conn)
+        steps = _steps(conn, since)
     assert row is not None
     return Cycle(
         wall=wall,
@@ -170,6 +188,8 @@ def run_cycle(args: argparse.Namespace, sim, urls: tuple[str, str], tokens: list
         throttled=sim.stats.throttled,
         max_rss_mb=rss,
         statuses=statuses,
+        steps=steps,
+        pacing=pacing,
     )
 
 
@@ -191,6 +211,38 @@ def _start_worker(args, sim, env, i: int, tokens: list[str], db_url: str, clans:
     proc.stdin.write(json.dumps(spec))
     proc.stdin.close()
     return proc
+
+
+#: Where a clan run's wall time goes, mean seconds by step, from the runs' own checkpoint rows:
+#: ``start`` (lock, lease, run row) up to the fetch, ``fetch`` (requests, planner reads), ``record``
+#: (the fetch checkpoint) up to the landing, ``land``, ``finish`` (land checkpoint, run row);
+#: ``in_flight``: clan runs open at once, on average over the cycle.
+_STEPS_SQL = """
+with runs as (
+    select r.started_at, r.finished_at,
+        f.started_at as fetch_start, f.finished_at as fetch_end,
+        l.started_at as land_start, l.finished_at as land_end
+    from ops.ingest_runs r
+    join ops.ingest_logs f on f.run_id = r.run_id and f.phase = 'fetch' and f.step is null
+    join ops.ingest_logs l on l.run_id = r.run_id and l.phase = 'land' and l.step is null
+    where r.started_at > %s and r.kind = 'fetch'
+)
+select
+    avg(extract(epoch from fetch_start - started_at)),
+    avg(extract(epoch from fetch_end - fetch_start)),
+    avg(extract(epoch from land_start - fetch_end)),
+    avg(extract(epoch from land_end - land_start)),
+    avg(extract(epoch from finished_at - land_end)),
+    sum(extract(epoch from finished_at - started_at))
+        / nullif(extract(epoch from max(finished_at) - min(started_at)), 0)
+from runs
+"""
+
+
+def _steps(conn: psycopg.Connection, since) -> dict[str, float]:
+    row = conn.execute(_STEPS_SQL, (since,)).fetchone()
+    names = ("start", "fetch", "record", "land", "finish", "in_flight")
+    return {n: round(float(v), 3) for n, v in zip(names, row or (), strict=True) if v is not None}
 
 
 def _database_size(conn: psycopg.Connection) -> int:
@@ -290,6 +342,16 @@ def _print_cycle(args: argparse.Namespace, n: int, cycle: Cycle) -> None:
         f" worker RSS {cycle.max_rss_mb:.0f} MB{build}",
         flush=True,
     )
+    steps = ", ".join(f"{name} {value:g}" for name, value in cycle.steps.items())
+    print(f"  a clan run, mean seconds by step: {steps}", flush=True)
+    p = cycle.pacing
+    if p.get("reservations"):
+        print(
+            f"  pacing: {p['reservations']:.0f} reservations,"
+            f" {1000 * p['reserve_seconds'] / p['reservations']:.1f} ms each (round trip),"
+            f" {p['late_slots']:.0f} given up (woken more than half an interval late)",
+            flush=True,
+        )
 
 
 def summary(args: argparse.Namespace, cycles: list[Cycle]) -> dict[str, object]:

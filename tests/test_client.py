@@ -906,3 +906,52 @@ def test_client_logs_endpoint_and_status(server, caplog):
     run(fetch_clan(make_client(server.base_url)))
     lines = [r.getMessage() for r in caplog.records if r.name == "clash_pipeline.coc"]
     assert any("clan #2PR8R8V8P -> 200" in line for line in lines)
+
+
+# ------------------------------------------------------------------ parsing bodies (orjson)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"a": 1, "b": [1.5, -0.0, 1e-07], "name": "\\u00e9\\ud83d\\ude00 \xe2\x80\xa8"}',
+        b'{"big": 123456789012345678901234567890}',  # beyond 64 bits: orjson refuses
+        b'{"x": NaN, "y": Infinity}',  # not JSON, but json.loads takes it
+        b'\xef\xbb\xbf{"bom": true}',  # a UTF-8 byte-order mark
+        '{"utf16": 1}'.encode("utf-16"),
+        b'{"dup": 1, "dup": 2}',
+    ],
+)
+def test_a_body_parses_to_what_json_loads_gives(body):
+    from clash_pipeline.clash_api import json_body
+
+    assert json_body.loads(body) == json.loads(body)
+
+
+@pytest.mark.parametrize("body", [b"", b"{", b"<html>", b'{"a": "\xff"}'])
+def test_a_broken_body_is_refused_as_json_loads_refuses_it(body):
+    from clash_pipeline.clash_api import json_body
+
+    with pytest.raises(ValueError) as ours:
+        json_body.loads(body)
+    with pytest.raises(ValueError) as theirs:
+        json.loads(body)
+    assert type(ours.value) is type(theirs.value)
+
+
+def test_every_sample_parses_as_json_loads_parses_it(samples_dir):
+    from clash_pipeline.clash_api import json_body
+
+    files = sorted(samples_dir.rglob("*.json"))
+    assert files
+    for path in files:
+        raw = path.read_bytes()
+        assert json_body.loads(raw) == json.loads(raw), path
+
+
+def test_integers_beyond_64_bits_stay_integers():
+    from clash_pipeline.clash_api import json_body
+
+    for digits in ("9223372036854775808", "-9223372036854775809", "18446744073709551616"):
+        assert json_body.loads(f'{{"n": {digits}}}'.encode()) == {"n": int(digits)}
+        assert json_body.loads(f'{{"n": {digits}}}') == {"n": int(digits)}

@@ -155,6 +155,43 @@ def test_a_503_pauses_without_lowering_the_rate(migrated_db_url):
     assert row["paused_until"] is not None
 
 
+def test_a_late_wake_up_keeps_its_slot_within_half_an_interval(migrated_db_url):
+    """A busy event loop wakes a request after its slot. Up to half an interval late it still
+    starts (giving the slot up lost an interval of the key's grid each time: a quarter of an
+    hourly cycle's slots on a loaded machine, bench/scale.py); later than that it takes a
+    fresh slot, so no two starts are closer than half an interval."""
+
+    def limiter_oversleeping(late: float) -> SharedRateLimiter:
+        async def oversleep(seconds: float) -> None:
+            await asyncio.sleep(seconds + late)
+
+        return SharedRateLimiter(
+            migrated_db_url, FINGERPRINT, 10, 8, pacing=PACING, sleep=oversleep
+        )
+
+    def run(limiter: SharedRateLimiter) -> None:
+        async def one() -> None:
+            async with limiter.slot():
+                pass
+
+        async def main() -> None:
+            try:
+                await asyncio.gather(*(one() for _ in range(10)))
+            finally:
+                await limiter.aclose()
+
+        asyncio.run(main())
+
+    a = limiter_oversleeping(0.03)  # 30 ms late: more than a quarter, less than half
+    run(a)
+    assert a.late_slots == 0
+    assert _pacing_row(migrated_db_url)["requests"] == 10  # one reservation per request
+    b = limiter_oversleeping(0.07)  # 70 ms late: each start takes a fresh slot
+    run(b)
+    assert b.late_slots >= 10
+    assert _pacing_row(migrated_db_url)["requests"] == 20 + b.late_slots
+
+
 def test_database_problems_are_one_line_naming_the_key_never_the_token(fresh_db_url):
     async def reserve(url: str) -> None:
         limiter = SharedRateLimiter(url, key_fingerprint(TOKEN), 10, 2)

@@ -7,7 +7,6 @@ printable line and scrubbed of the token, because it ends up in records, errors 
 from __future__ import annotations
 
 import html
-import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,6 +15,7 @@ from typing import Any
 
 import httpx
 
+from clash_pipeline.clash_api import json_body
 from clash_pipeline.clash_api.errors import (
     AccessDeniedError,
     BadRequestError,
@@ -133,7 +133,7 @@ def _is_private_war_log(endpoint: str, reason: str | None, message: str | None) 
 
 def _json_object(body: str | bytes) -> dict[str, Any] | None:
     try:
-        data = json.loads(body)
+        data = json_body.loads(body)
     except (ValueError, UnicodeDecodeError):
         return None
     return data if isinstance(data, dict) else None

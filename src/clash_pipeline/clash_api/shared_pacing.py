@@ -26,9 +26,9 @@ every machine starts its requests on *one* evenly spaced grid at the key's rate.
   ``next_start`` one interval past it and returns the slot; the process sleeps until then. The
   grid is exact across processes (the row lock orders the reservations); times are the
   database's clock only: a slot becomes a local delay, ``slot - now`` of the same call counted
-  from when its answer arrived, so it is late by at most the answer's way back, never early (an
-  answer later than a quarter of an interval after its slot is not used: a fresh slot is taken,
-  so late answers do not start together). The table holds one small row per key.
+  from when its answer arrived, so it is late by at most the answer's way back, never early (a
+  request woken more than half an interval after its slot, by a busy event loop, takes a fresh
+  slot, so late wake-ups do not start together). The table holds one small row per key.
 
 **Failures and bounds.** A 429 calls ``ops.throttle_api_key``: every process's requests pause
 (``paused_until``, the server's ``Retry-After``, at most 600 s) and the key's shared rate is
@@ -89,9 +89,12 @@ _log = logging.getLogger("clash_pipeline.coc")
 #: through offsets measured on different round trips.
 _CLOCK_TOLERANCE = 0.005
 
-#: A slot whose answer arrives more than this share of an interval after it is not used (the
-#: request would start close to the next one); a fresh slot is taken, at most _LATE_RETRIES times.
-_LATE_SHARE = 0.25
+#: A request that would start more than this share of an interval after its slot (its wake-up
+#: came late: a busy event loop) takes a fresh slot instead, at most _LATE_RETRIES times, so no
+#: two starts of a key are closer than half an interval (at most rate + 1 in any second). A
+#: quarter lost a quarter of the key's grid in an hourly cycle on a loaded machine
+#: (bench/scale.py prints the slots given up); half an interval is rarely exceeded.
+_LATE_SHARE = 0.5
 _LATE_RETRIES = 3
 _LATE_FLOOR = 0.002
 
@@ -142,8 +145,10 @@ class SharedRateLimiter(RateLimiter):
         self._connecting_loop: asyncio.AbstractEventLoop | None = None
         self._offset = 0.0  # database epoch seconds - this limiter's clock, last measured
         self._pending: set[asyncio.Task[None]] = set()
-        #: Round trips of reservations (seconds), for the benchmark.
+        #: Round trips of reservations (seconds) and slots given up for a late start, for the
+        #: benchmark.
         self.reserve_seconds = 0.0
+        self.late_slots = 0
 
     def __repr__(self) -> str:
         return f"SharedRateLimiter(key={self.fingerprint}, rate={self.requests_per_second:g})"
@@ -174,9 +179,11 @@ class SharedRateLimiter(RateLimiter):
             delay = slot - self._clock()
             if delay <= 0:
                 if -delay > self._late_after() and late_retries < _LATE_RETRIES:
-                    # the answer came back after the slot (a slow connect, a busy loop):
-                    # starting now could bunch up with the next slots, so take a fresh one
+                    # woken after the slot (a busy loop): starting now could bunch up with the
+                    # next slot, so take a fresh one (the answer itself is never late: the
+                    # slot is converted with the offset measured on its own round trip)
                     late_retries += 1
+                    self.late_slots += 1
                     slot, epoch = await self._reserve_shared()
                     continue
                 return slot

@@ -44,7 +44,6 @@ Error responses (not 200) carry no data and are never checked.
 
 from __future__ import annotations
 
-import json
 import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -52,6 +51,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from clash_pipeline.clash_api import json_body
 from clash_pipeline.clash_api.records import FetchRecord
 from clash_pipeline.clash_api.tags import is_valid_tag, normalize_tag
 
@@ -464,6 +464,6 @@ def _json(body: bytes | None) -> Any:
     if body is None:
         return None
     try:
-        return json.loads(body)
+        return json_body.loads(body)
     except ValueError:
         return None

@@ -41,6 +41,7 @@ from clash_pipeline.versions import schema_version
 from clash_pipeline.warehouse.leases import close_abandoned_runs
 from clash_pipeline.warehouse.locks import ClanLockSession
 from clash_pipeline.warehouse.runs import RunRecorder, error_payload, utc_now
+from clash_pipeline.warehouse.sessions import reuse_sessions
 
 #: Why a clan was skipped: another process holds its lock (it is fetching it).
 BUSY_MESSAGE = "being fetched by another process"
@@ -252,7 +253,8 @@ async def fetch_clans(
     keys = keys or _key_pool(settings, db_url, target, limiter)
     await asyncio.to_thread(close_abandoned_runs, db_url)  # runs of processes that died
     locks = ClanLockSession(db_url)
-    with shutdown.cancel_scope():  # a signal cancels the fetches; each run says cancelled
+    # a signal cancels the fetches (each run says cancelled); the clans' runs share sessions
+    with shutdown.cancel_scope(), reuse_sessions(db_url):
         try:
             async with build_client(settings, target, keys) as client:
                 in_flight = asyncio.Semaphore(settings.coc_clans_in_flight)

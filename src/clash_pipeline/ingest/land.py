@@ -23,6 +23,7 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
+from clash_pipeline.clash_api import json_body
 from clash_pipeline.clash_api.client import FetchRecord
 from clash_pipeline.ingest.bundle import ClanBundle
 from clash_pipeline.versions import ingestion_version
@@ -77,7 +78,7 @@ def canonical_body(body: bytes) -> tuple[str, str]:
     whitespace) so that the same content saved pretty-printed by a backfill file
     and compact by the API is stored once.
     """
-    parsed = json.loads(body)
+    parsed = json_body.loads(body)
     text = json.dumps(parsed, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(text.encode("utf-8")).hexdigest(), text
 

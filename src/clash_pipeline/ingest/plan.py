@@ -513,13 +513,13 @@ class Planner:
         return await asyncio.to_thread(self._ended, war_tags)
 
     def _read(self, now: datetime, tags: list[str]) -> PreviousState | None:
-        from clash_pipeline.warehouse.connect import connect
+        from clash_pipeline.warehouse.sessions import session
 
-        with connect(self.db_url, autocommit=True) as conn:
+        with session(self.db_url, autocommit=True) as conn:
             return read_previous_state(conn, self.clan_tag, now, tags)
 
     def _ended(self, war_tags: list[str]) -> set[str]:
-        from clash_pipeline.warehouse.connect import connect
+        from clash_pipeline.warehouse.sessions import session
 
-        with connect(self.db_url, autocommit=True) as conn:
+        with session(self.db_url, autocommit=True) as conn:
             return ended_cwl_wars(conn, self.clan_tag, war_tags)

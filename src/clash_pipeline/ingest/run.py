@@ -32,8 +32,8 @@ from clash_pipeline.ingest.bundle import ClanBundle, fetch_clan_bundle
 from clash_pipeline.ingest.checks import Problem, check_records, describe
 from clash_pipeline.ingest.land import LandResult, failed_records_json, land_bundle
 from clash_pipeline.ingest.plan import Planner, PlanPolicy
-from clash_pipeline.warehouse.connect import connect
 from clash_pipeline.warehouse.runs import PhaseAttempt, RunRecorder
+from clash_pipeline.warehouse.sessions import session
 
 Logger = logging.Logger | logging.LoggerAdapter[logging.Logger]
 
@@ -183,7 +183,7 @@ def land_clan(
     with PhaseAttempt(
         "land", [recorder], attempt=attempt, retries=retries, retriable=land_retriable, log=log
     ) as phase:
-        with connect(db_url) as conn:
+        with session(db_url) as conn:
             result = _already_landed(conn, recorder, bundle) if attempt > 1 else None
             if result is None:
                 result = land_bundle(

@@ -51,6 +51,7 @@ from clash_pipeline.orchestration.phases.monitor import note_health
 from clash_pipeline.orchestration.phases.report import report_rows
 from clash_pipeline.orchestration.phases.transform import note_built
 from clash_pipeline.warehouse.runs import error_payload
+from clash_pipeline.warehouse.sessions import reuse_sessions
 
 __all__ = ["ingest", "ingest_clan", "monitor_ingestion"]
 
@@ -323,7 +324,8 @@ async def _fetch_and_land(ctx: RunContext, phase: dict[str, Any], runs: list[Cla
         note_landed(run, result, time.perf_counter() - t1)
 
     try:
-        await asyncio.gather(*(one(run) for run in runs if run.active))
+        with reuse_sessions(ctx.db_url):  # the clans' run rows, planner reads and landings
+            await asyncio.gather(*(one(run) for run in runs if run.active))
     finally:
         await keys.aclose()
 

@@ -27,7 +27,7 @@ from clash_pipeline import shutdown
 from clash_pipeline.errors import ClashPipelineError
 from clash_pipeline.versions import ingestion_version
 from clash_pipeline.warehouse import leases
-from clash_pipeline.warehouse.connect import connect
+from clash_pipeline.warehouse.sessions import session
 
 _log = logging.getLogger("clash_pipeline.runs")
 
@@ -91,7 +91,8 @@ def error_payload(exc: BaseException, *, phase: str | None = None) -> dict[str, 
 class RunRecorder:
     """Writes one run's ``ops.ingest_runs`` row and its ``ops.ingest_logs`` checkpoints.
 
-    Each write opens a short autocommit connection to ``db_url``.
+    Each write opens a short autocommit session on ``db_url`` (reused inside a
+    :func:`~clash_pipeline.warehouse.sessions.reuse_sessions` scope).
     """
 
     db_url: str = field(repr=False)
@@ -105,7 +106,7 @@ class RunRecorder:
     parent_run_id: uuid.UUID | None = None
 
     def _execute(self, query: str, params: tuple[Any, ...]) -> None:
-        with connect(self.db_url, autocommit=True) as conn:
+        with session(self.db_url, autocommit=True) as conn:
             conn.execute(query, params)
 
     def start(self, *, status: str = "running") -> RunRecorder:
@@ -203,7 +204,7 @@ class RunRecorder:
         The counters of a run that never landed (its fetch failed or was
         cancelled): each fetch attempt's checkpoint row says what it sent.
         """
-        with connect(self.db_url, autocommit=True) as conn:
+        with session(self.db_url, autocommit=True) as conn:
             row = conn.execute(
                 """
                 select coalesce(sum(requests), 0), coalesce(sum(retries), 0),
