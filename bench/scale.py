@@ -69,6 +69,7 @@ class Cycle:
     statuses: dict[str, int]
     steps: dict[str, float]  # mean seconds per clan run, by step (see _STEPS_SQL)
     pacing: dict[str, float]  # the workers' key limiters: reservations, their time, late slots
+    simulator_cpu: float  # CPU seconds of the simulator (it shares the machine's cores)
     build_seconds: float | None = None
 
 
@@ -150,7 +151,7 @@ def run_cycle(args: argparse.Namespace, sim, urls: tuple[str, str], tokens: list
     with psycopg.connect(db_url, autocommit=True) as conn:
         since = conn.execute("select clock_timestamp()").fetchone()[0]  # type: ignore[index]
         size_before = _database_size(conn)
-    started = time.perf_counter()
+    started, sim_cpu = time.perf_counter(), time.process_time()
     procs = [_start_worker(args, sim, env, i, tokens, db_url, clans) for i in range(args.workers)]
     rss, cpu, statuses, pacing = 0.0, 0.0, {}, {}
     for proc in procs:
@@ -168,6 +169,7 @@ def run_cycle(args: argparse.Namespace, sim, urls: tuple[str, str], tokens: list
         for name, n in report["statuses"].items():
             statuses[name] = statuses.get(name, 0) + n
     wall = time.perf_counter() - started
+    sim_cpu = time.process_time() - sim_cpu  # this process: the simulator's threads
     with psycopg.connect(db_url, autocommit=True) as conn:
         row = conn.execute(
             "select count(*), coalesce(sum(requests), 0), coalesce(sum(skipped_requests), 0),"
@@ -190,6 +192,7 @@ def run_cycle(args: argparse.Namespace, sim, urls: tuple[str, str], tokens: list
         statuses=statuses,
         steps=steps,
         pacing=pacing,
+        simulator_cpu=sim_cpu,
     )
 
 
@@ -339,7 +342,8 @@ def _print_cycle(args: argparse.Namespace, n: int, cycle: Cycle) -> None:
         f"cycle {n} ({'first run' if n == 0 else 'hourly'}): {cycle.runs} runs {cycle.statuses},"
         f" {cycle.requests} requests, {cycle.skipped} skipped, {cycle.throttled} x 429,"
         f" {cycle.wall:.1f} s (floor {floor:.1f} s, x{cycle.wall / floor:.2f}),"
-        f" worker RSS {cycle.max_rss_mb:.0f} MB{build}",
+        f" worker RSS {cycle.max_rss_mb:.0f} MB, simulator CPU"
+        f" {1000 * cycle.simulator_cpu / max(1, cycle.requests):.1f} ms/request{build}",
         flush=True,
     )
     steps = ", ".join(f"{name} {value:g}" for name, value in cycle.steps.items())

@@ -12,7 +12,16 @@ from datetime import datetime
 from clash_pipeline.simulator import tables as T
 from clash_pipeline.simulator import timeline as tl
 from clash_pipeline.simulator.world.clans import Clans, ClanStatic
-from clash_pipeline.simulator.world.common import DAY_S, SPLIT, Json, Memo, badge, to_dt, to_ts
+from clash_pipeline.simulator.world.common import (
+    DAY_S,
+    SPLIT,
+    WAR_MEMO_SIZE,
+    Json,
+    Memo,
+    badge,
+    to_dt,
+    to_ts,
+)
 from clash_pipeline.simulator.world.players import MemberState, Players
 
 #: (wins, ties, losses, win streak) of a clan at a time.
@@ -31,7 +40,7 @@ class ClanProfiles:
         self._war_record = war_record
         # The clan body and the member list of one poll share the entries (a small memo:
         # the caller gets copies, since the server may add fields to a body).
-        self._members: Memo[tuple[str, float], list[Json]] = Memo(256)
+        self._members: Memo[tuple[str, float], list[Json]] = Memo(WAR_MEMO_SIZE // 4)
 
     def members(self, clan_tag: str, ts: float) -> list[Json]:
         """Items of ``GET /clans/{tag}/members`` at ``ts``, ranked like the game does."""

@@ -89,6 +89,12 @@ def is_tag(tag: str) -> bool:
         return False
 
 
+#: Wars, raids and CWL wars memoised per world: a war log, a raid-season list or a league group
+#: is rebuilt from its wars on every request, so the memos hold every clan's recent ones (4,096
+#: made a world of 1,000 clans rebuild them on every request: bench/scale.py's simulator CPU).
+WAR_MEMO_SIZE = 65536
+
+
 class Memo(Generic[K, V]):
     """A small thread-safe LRU memo: computing twice on a race is harmless (deterministic)."""
 

@@ -17,6 +17,7 @@ from clash_pipeline.simulator.world.clans import Clans
 from clash_pipeline.simulator.world.common import (
     DAY_S,
     DEFAULT_BADGE,
+    WAR_MEMO_SIZE,
     Json,
     Memo,
     api_time,
@@ -47,8 +48,8 @@ class ClanWarLeagues:
         self._clans = clans
         self._players = players
         self._war_codec = TagCodec(seed, "cwl-war", min_length=9)
-        self._groups: Memo[tuple[str, int], CwlGroup] = Memo(1024)
-        self._wars: Memo[tuple[str, int, int, int], War] = Memo(4096)
+        self._groups: Memo[tuple[str, int], CwlGroup] = Memo(WAR_MEMO_SIZE // 4)
+        self._wars: Memo[tuple[str, int, int, int], War] = Memo(WAR_MEMO_SIZE)
 
     # -- groups --------------------------------------------------------------------------------
     def _group(self, anchor: str, season_index: int) -> CwlGroup:

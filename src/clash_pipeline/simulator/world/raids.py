@@ -19,6 +19,7 @@ from clash_pipeline.simulator.world.common import (
     CAPITAL_FROM,
     DAY_S,
     HOUR_S,
+    WAR_MEMO_SIZE,
     Json,
     Memo,
     api_time,
@@ -182,7 +183,7 @@ class Raids:
         self.seed = seed
         self._clans = clans
         self._players = players
-        self._raids: Memo[tuple[str, int], Raid] = Memo(4096)
+        self._raids: Memo[tuple[str, int], Raid] = Memo(WAR_MEMO_SIZE)
 
     def capital_raid_seasons(
         self, clan_tag: str, t: datetime, count: int = RAIDS_DEFAULT_COUNT

@@ -22,6 +22,7 @@ from clash_pipeline.simulator.world.common import (
     DEFAULT_BADGE,
     EPOCH,
     HOUR_S,
+    WAR_MEMO_SIZE,
     Json,
     Memo,
     badge,
@@ -47,7 +48,7 @@ class Wars:
         self._clans = clans
         self._players = players
         self._leagues = leagues
-        self._wars: Memo[tuple[str, int], War] = Memo(4096)
+        self._wars: Memo[tuple[str, int], War] = Memo(WAR_MEMO_SIZE)
 
     # -- the schedule ----------------------------------------------------------------------------
     def _slot(self, cs: ClanStatic, ts: float) -> int:
