@@ -13,11 +13,12 @@ fetched); the figures of change-driven polling come from the hourly cycles.
 
 Printed, per cycle: requests, skipped requests, 429s, wall time, the API floor (requests / the
 keys' combined rate) and the ratio; then one JSON object as the last line with ``clans, keys,
-workers, allowed_rps, achieved_rps, utilisation, throttled, requests_per_clan_run,
-naive_requests_per_clan_run, stored_bytes_per_clan_run, db_bytes_per_clan_run, cycle_seconds,
-cycle_vs_floor, first_run_seconds, first_run_vs_floor, max_worker_rss_mb,
-worker_cpu_ms_per_request, activity``
-(``achieved_rps`` and ``utilisation`` over all cycles, the rest over the hourly cycles;
+workers, allowed_rps, achieved_rps, utilisation, utilisation_while_fetching, throttled,
+requests_per_clan_run, naive_requests_per_clan_run, stored_bytes_per_clan_run,
+db_bytes_per_clan_run, cycle_seconds, cycle_vs_floor, first_run_seconds, first_run_vs_floor,
+max_worker_rss_mb, worker_cpu_ms_per_request, activity``
+(``achieved_rps``, ``utilisation`` and ``utilisation_while_fetching`` (from each cycle's first
+fetch to its last, without the workers' start-up) over all cycles, the rest over the hourly cycles;
 ``naive``: what fetching everything would have cost, requests + skipped; ``stored_bytes``: new
 payload bytes; ``db_bytes``: growth of the database's files, tables and indexes).
 
@@ -219,7 +220,8 @@ def _start_worker(args, sim, env, i: int, tokens: list[str], db_url: str, clans:
 #: Where a clan run's wall time goes, mean seconds by step, from the runs' own checkpoint rows:
 #: ``start`` (lock, lease, run row) up to the fetch, ``fetch`` (requests, planner reads), ``record``
 #: (the fetch checkpoint) up to the landing, ``land``, ``finish`` (land checkpoint, run row);
-#: ``in_flight``: clan runs open at once, on average over the cycle.
+#: ``in_flight``: clan runs open at once, on average over the cycle; ``fetching``: seconds from the
+#: first clan's fetch to the last one's end (the cycle without the workers' start and last landing).
 _STEPS_SQL = """
 with runs as (
     select r.started_at, r.finished_at,
@@ -237,14 +239,15 @@ select
     avg(extract(epoch from land_end - land_start)),
     avg(extract(epoch from finished_at - land_end)),
     sum(extract(epoch from finished_at - started_at))
-        / nullif(extract(epoch from max(finished_at) - min(started_at)), 0)
+        / nullif(extract(epoch from max(finished_at) - min(started_at)), 0),
+    extract(epoch from max(fetch_end) - min(fetch_start))
 from runs
 """
 
 
 def _steps(conn: psycopg.Connection, since) -> dict[str, float]:
     row = conn.execute(_STEPS_SQL, (since,)).fetchone()
-    names = ("start", "fetch", "record", "land", "finish", "in_flight")
+    names = ("start", "fetch", "record", "land", "finish", "in_flight", "fetching")
     return {n: round(float(v), 3) for n, v in zip(names, row or (), strict=True) if v is not None}
 
 
@@ -373,6 +376,13 @@ def summary(args: argparse.Namespace, cycles: list[Cycle]) -> dict[str, object]:
         "allowed_rps": allowed,
         "achieved_rps": round(achieved, 2),
         "utilisation": round(achieved / allowed, 3),
+        # while there is work: from each cycle's first fetch to its last (no process start-up)
+        "utilisation_while_fetching": round(
+            sum(c.requests for c in cycles)
+            / sum(c.steps.get("fetching") or c.wall for c in cycles)
+            / allowed,
+            3,
+        ),
         "throttled": sum(c.throttled for c in cycles),
         "requests_per_clan_run": round(requests / runs, 2),
         "naive_requests_per_clan_run": round((requests + sum(c.skipped for c in hourly)) / runs, 2),
