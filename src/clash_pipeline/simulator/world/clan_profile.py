@@ -38,8 +38,9 @@ class ClanProfiles:
         self._clans = clans
         self._players = players
         self._war_record = war_record
-        # The clan body and the member list of one poll share the entries (a small memo:
-        # the caller gets copies, since the server may add fields to a body).
+        # The clan body and the member list of one poll share the entries (one entry per clan
+        # and poll time, sized like the wars' memos for 1,000s of clans; the caller gets
+        # copies, since the server may add fields to a body).
         self._members: Memo[tuple[str, float], list[Json]] = Memo(WAR_MEMO_SIZE // 4)
 
     def members(self, clan_tag: str, ts: float) -> list[Json]:
